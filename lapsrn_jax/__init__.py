@@ -1,0 +1,28 @@
+"""lapsrn-jax: LapSRN, MS-LapSRN and CMS-LapSRN in JAX/Flax.
+
+Public functional API (imported lazily so `import lapsrn_jax` stays cheap):
+
+- `create_model(name)` -> a Flax Linen module (`"lapsrn_x4"`, `"ms_lapsrn_d5r8"`,
+  `"cms_lapsrn_d5r8_conv3"`, ...).
+- `load_official(path)` -> `(model, params)` from an official MatConvNet `.mat` file.
+- `super_resolve(model, params, image, scale)` -> the image upscaled `scale` times
+  (RGB or gray, uint8 or float in [0, 1]; the network runs on Y, CbCr use bicubic).
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create_model": "lapsrn_jax.models",
+    "load_official": "lapsrn_jax.weights",
+    "super_resolve": "lapsrn_jax.inference",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'lapsrn_jax' has no attribute {name!r}")
