@@ -1,0 +1,297 @@
+"""Upscales image files with a LapSRN-family model, in tiles of bounded memory.
+
+    python -m lapsrn_jax.upscale photo.jpg scans/ --scale 4 --output out/ \\
+        [--model official:MSLapSRN_D5R8 | <training workdir>] [--weights-dir DIR] \\
+        [--tile 256] [--overlap N] [--self-ensemble] [--overwrite] [--no-progress]
+
+Inputs: files, or folders (their png/jpg/jpeg/bmp/tif/tiff files, not recursive). Gray, gray +
+alpha, RGB and RGBA; 8- or 16-bit; the EXIF orientation is applied (`upscale_io.read_pixels`).
+The network runs on Y (MATLAB `rgb2ycbcr`; a gray image is its own Y), Cb/Cr and alpha are
+upscaled with MATLAB bicubic `imresize`, as `inference.super_resolve` does. Computation is in
+float; the output keeps the input's bit depth and channels.
+
+Outputs: `OUTPUT/<stem>_x<scale>.png` (a 16-bit input gives a 16-bit PNG). An input file is never
+overwritten, even with `--overwrite` (the image is reported as failed). An existing output is
+kept and the image skipped, unless `--overwrite` (so an interrupted run can be resumed). Two
+inputs that would write the same output: the second is reported as failed.
+
+Tiles: windows of `--tile` LR pixels (default 256) overlapping by `--overlap` pixels on each side,
+by default the model's receptive radius (`tiling.receptive_radius`, e.g. 43 / 63 / 73 for
+MS-LapSRN D5R8 at x2 / x4 / x8), which makes the tiled result equal to the whole-image one; a
+smaller overlap is faster and approximate. One compilation per window shape: one for all images
+of at least `tile x tile` pixels. `--self-ensemble` averages the 8 rotations/flips (8x the time).
+
+Exit status: 0 when every image was written or skipped, 1 when some failed (each is named on
+stderr; the others are still processed), 2 for bad arguments (a missing input, an unknown model).
+"""
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import sys
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from lapsrn_jax import tiling
+from lapsrn_jax import upscale_io
+from lapsrn_jax.color import rgb_to_ycbcr, ycbcr_to_rgb
+from lapsrn_jax.images import IMAGE_EXTENSIONS, list_images
+from lapsrn_jax.imresize import imresize
+
+__all__ = ["Report", "load_model", "make_window_fn", "main", "output_path", "upscale_files",
+           "upscale_pixels"]
+
+SCALES = (2, 4, 8)
+OFFICIAL = "official:"
+WindowFn = Callable[[np.ndarray], np.ndarray]  # [N, h, w, 1] Y -> [N, s*h, s*w, 1]
+
+
+# ------------------------------------------------------------------------------------ the model
+def _official_path(stem: str, weights_dir) -> pathlib.Path:
+  candidate = pathlib.Path(stem)
+  if candidate.suffix == ".mat" and candidate.is_file():
+    return candidate
+  weights_dir = weights_dir or os.environ.get("LAPSRN_WEIGHTS_DIR")
+  if not weights_dir:
+    raise ValueError(f"model '{OFFICIAL}{stem}' needs the folder of the official .mat files: "
+                     "pass --weights-dir or set LAPSRN_WEIGHTS_DIR")
+  weights_dir = pathlib.Path(weights_dir)
+  if not weights_dir.is_dir():
+    raise ValueError(f"weights folder {str(weights_dir)!r} does not exist")
+  path = weights_dir / (stem if stem.endswith(".mat") else f"{stem}.mat")
+  if not path.is_file():
+    found = sorted(p.stem for p in weights_dir.glob("*.mat") if not p.stem.endswith("_opts"))
+    raise ValueError(f"no official weights {path.name!r} in {str(weights_dir)!r}; "
+                     f"available: {', '.join(found) or 'none'}")
+  return path
+
+
+def load_model(spec: str, *, weights_dir=None):
+  """`(model, params)` for `official:<stem>` (or `official:<file.mat>`) or a training workdir.
+
+  Raises:
+    ValueError: for an unknown spec, missing weights or a folder that is not a training workdir.
+  """
+  spec = spec.strip()
+  if spec.startswith(OFFICIAL):
+    stem = spec[len(OFFICIAL):]
+    if not stem:
+      raise ValueError(f"'{OFFICIAL}' needs the weights' file stem, e.g. {OFFICIAL}MSLapSRN_D5R8")
+    from lapsrn_jax.weights import load_official  # pylint: disable=import-outside-toplevel
+
+    return load_official(_official_path(stem, weights_dir))
+  path = pathlib.Path(spec)
+  if not spec or not path.exists():
+    raise ValueError(f"unknown model {spec!r}: use {OFFICIAL}<stem> (e.g. {OFFICIAL}MSLapSRN_D5R8) "
+                     "or the path of a training workdir")
+  try:
+    from lapsrn_jax.training.checkpointing import load_trained  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ValueError(f"cannot load the training workdir {spec!r}: this installation has no "
+                     f"lapsrn_jax.training.checkpointing.load_trained ({e})") from e
+  try:
+    return load_trained(path)
+  except (FileNotFoundError, ValueError) as e:
+    raise ValueError(f"cannot load the training workdir {spec!r}: {e}") from e
+
+
+def make_window_fn(model, params, scale: int, *, ensemble: bool = False) -> WindowFn:
+  """The network on windows of Y: `[N, h, w, 1]` float -> `[N, scale*h, scale*w, 1]` float32.
+
+  Each window goes through `inference.super_resolve_y` (jitted once per model, window shape and
+  scale; windows smaller than CMS-LapSRN's minimum are mirror-padded there). `ensemble`: the x8
+  geometric self-ensemble (`tiling.self_ensemble`).
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+
+  from lapsrn_jax.inference import super_resolve_y  # pylint: disable=import-outside-toplevel
+
+  params = jax.device_put(params)
+
+  def window_fn(batch):
+    return np.stack([super_resolve_y(model, params, window[..., 0], scale)
+                     for window in np.asarray(batch)])[..., None].astype(np.float32)
+
+  return tiling.self_ensemble(window_fn) if ensemble else window_fn
+
+
+# ------------------------------------------------------------------------------------ one image
+def upscale_pixels(window_fn: WindowFn, pixels: np.ndarray, scale: int, *, tile: int,
+                   overlap: int, progress=None) -> np.ndarray:
+  """Upscales `[H, W, C]` uint8/uint16 pixels (C: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA).
+
+  The network (`window_fn`, on tiles) runs on Y; Cb, Cr and alpha use MATLAB bicubic. Values
+  are computed in float64 from `pixels / max` and rounded back to the input dtype.
+
+  Returns:
+    `[scale*H, scale*W, C]` in the dtype of `pixels`.
+  """
+  pixels = np.asarray(pixels)
+  if pixels.dtype not in (np.uint8, np.uint16) or pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+    raise ValueError(f"upscale_pixels needs [H, W, C] uint8/uint16 with C in 1..4, got "
+                     f"{pixels.dtype} {pixels.shape}")
+  peak = float(np.iinfo(pixels.dtype).max)
+  x = pixels.astype(np.float64) / peak
+  out_shape = (scale * x.shape[0], scale * x.shape[1])
+  color = x.shape[2] >= 3
+  ycc = rgb_to_ycbcr(x[..., :3]) if color else None
+  y = ycc[..., 0] if color else x[..., 0]
+  y_sr = tiling.tiled_apply(window_fn, y[..., None], scale=scale, tile=tile, overlap=overlap,
+                            progress=progress)[..., 0].astype(np.float64)
+  if color:
+    cbcr = imresize(ycc[..., 1:], output_shape=out_shape)
+    channels = [ycbcr_to_rgb(np.concatenate([y_sr[..., None], cbcr], axis=-1))]
+  else:
+    channels = [y_sr[..., None]]
+  if x.shape[2] in (2, 4):
+    channels.append(imresize(x[..., -1], output_shape=out_shape)[..., None])
+  out = np.clip(np.concatenate(channels, axis=-1), 0.0, 1.0)
+  return np.floor(out * peak + 0.5).astype(pixels.dtype)
+
+
+# ------------------------------------------------------------------------------------ the files
+@dataclasses.dataclass
+class Report:
+  """What `upscale_files` did: output paths written, `(input, reason)` skipped and failed."""
+  written: list = dataclasses.field(default_factory=list)
+  skipped: list = dataclasses.field(default_factory=list)
+  failed: list = dataclasses.field(default_factory=list)
+
+
+def output_path(input_path, output_dir, scale: int) -> pathlib.Path:
+  """`output_dir/<stem>_x<scale>.png`."""
+  return pathlib.Path(output_dir) / f"{pathlib.Path(input_path).stem}_x{scale}.png"
+
+
+def expand_inputs(inputs: Sequence) -> list[pathlib.Path]:
+  """Files as given, folders as their image files (sorted, not recursive); duplicates removed.
+
+  Raises:
+    ValueError: naming an input that does not exist, or a folder without images.
+  """
+  paths, seen = [], set()
+  for item in inputs:
+    item = pathlib.Path(item)
+    if item.is_dir():
+      found = list_images(item)
+    elif item.exists():
+      found = [item]
+    else:
+      raise ValueError(f"input {str(item)!r} does not exist")
+    for path in found:
+      key = path.resolve()
+      if key not in seen:
+        seen.add(key)
+        paths.append(path)
+  return paths
+
+
+def upscale_files(window_fn: WindowFn, inputs: Sequence, output_dir, scale: int, *, tile: int,
+                  overlap: int, overwrite: bool = False, progress: bool = True,
+                  log=sys.stderr) -> Report:
+  """Upscales every input file into `output_dir` (see the module doc for the naming rules).
+
+  A file that cannot be read, processed or written is reported (by name, on `log`) in
+  `Report.failed`; the others are still processed.
+  """
+  output_dir = pathlib.Path(output_dir)
+  output_dir.mkdir(parents=True, exist_ok=True)
+  inputs = [pathlib.Path(p) for p in inputs]
+  input_keys = {p.resolve() for p in inputs}
+  claimed: dict[pathlib.Path, pathlib.Path] = {}
+  report = Report()
+  files = tqdm(inputs, desc=f"x{scale}", unit="image", disable=not progress)
+  for path in files:
+    target = output_path(path, output_dir, scale)
+    key = target.resolve()
+    if key in input_keys:
+      reason = f"its output {str(target)!r} is an input file; refusing to overwrite an input"
+    elif key in claimed:
+      reason = f"its output {str(target)!r} is also the output of {str(claimed[key])!r}"
+    else:
+      reason = None
+    if reason:
+      report.failed.append((path, reason))
+      print(f"error: {path}: {reason}", file=log)
+      continue
+    claimed[key] = path
+    if target.exists() and not overwrite:
+      report.skipped.append((path, f"{target} exists (--overwrite replaces it)"))
+      continue
+    try:
+      pixels = upscale_io.read_pixels(path)
+      bar = tqdm(desc=path.name, unit="tile", leave=False, disable=not progress)
+      try:
+        result = upscale_pixels(window_fn, pixels, scale, tile=tile, overlap=overlap, progress=bar)
+      finally:
+        bar.close()
+      upscale_io.write_pixels(target, result)
+    except Exception as e:  # one bad file must not stop the others
+      message = str(e) if isinstance(e, upscale_io.ImageReadError) else f"{type(e).__name__}: {e}"
+      report.failed.append((path, message))
+      print(f"error: {path}: {message}", file=log)
+      continue
+    report.written.append(target)
+  return report
+
+
+# ------------------------------------------------------------------------------------ the CLI
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(
+      prog="python -m lapsrn_jax.upscale",
+      description="Upscale images with LapSRN / MS-LapSRN / CMS-LapSRN (tiled, bounded memory).")
+  parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                      help=f"image files or folders ({', '.join(IMAGE_EXTENSIONS)})")
+  parser.add_argument("--scale", type=int, required=True, choices=SCALES)
+  parser.add_argument("--model", default=f"{OFFICIAL}MSLapSRN_D5R8",
+                      help=f"{OFFICIAL}<stem> (official .mat weights; default "
+                           f"{OFFICIAL}MSLapSRN_D5R8) or a training workdir")
+  parser.add_argument("--weights-dir", default=None,
+                      help="folder of the official .mat weights (default $LAPSRN_WEIGHTS_DIR)")
+  parser.add_argument("--output", required=True, help="output folder (created if missing)")
+  parser.add_argument("--tile", type=int, default=256,
+                      help="window size in LR pixels (bounds memory; default 256)")
+  parser.add_argument("--overlap", type=int, default=None,
+                      help="LR pixels of context per window side (default: the model's receptive "
+                           "radius, exact; smaller is faster and approximate)")
+  parser.add_argument("--self-ensemble", action="store_true",
+                      help="average over the 8 rotations/flips (8x slower)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace existing outputs (inputs are never overwritten)")
+  parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+  args = parser.parse_args(argv)
+  if args.tile < 1:
+    parser.error(f"--tile must be >= 1, got {args.tile}")
+  if args.overlap is not None and args.overlap < 0:
+    parser.error(f"--overlap must be >= 0, got {args.overlap}")
+  return args
+
+
+def main(argv=None) -> int:
+  """The CLI; returns the exit status (0 ok, 1 some images failed, 2 bad arguments)."""
+  args = _parse_args(argv)
+  try:
+    inputs = expand_inputs(args.inputs)
+    model, params = load_model(args.model, weights_dir=args.weights_dir)
+    overlap = tiling.receptive_radius(model, args.scale) if args.overlap is None else args.overlap
+    if args.tile <= 2 * overlap:
+      raise ValueError(f"--tile {args.tile} leaves no room inside an overlap of {overlap} pixels per "
+                       f"side: use --tile {2 * overlap + 1} or more (or a smaller --overlap)")
+    window_fn = make_window_fn(model, params, args.scale, ensemble=args.self_ensemble)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  report = upscale_files(window_fn, inputs, args.output, args.scale, tile=args.tile,
+                         overlap=overlap, overwrite=args.overwrite, progress=not args.no_progress)
+  print(f"{len(report.written)} written, {len(report.skipped)} skipped (output exists; "
+        f"--overwrite replaces), {len(report.failed)} failed -> {args.output}")
+  for path, reason in report.failed:
+    print(f"failed: {path}: {reason}", file=sys.stderr)
+  return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,309 @@
+"""The upscale CLI and its I/O: formats, bit depths, alpha, EXIF orientation, bad inputs, tiling."""
+
+import functools
+import hashlib
+import io
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageOps
+
+from conftest import require_file
+from lapsrn_jax import tiling, upscale, upscale_io
+from lapsrn_jax.imresize import imresize
+from lapsrn_jax.inference import super_resolve
+from lapsrn_jax.models import create_model
+
+RNG = np.random.default_rng(0)
+
+
+def _image(h, w, c, dtype=np.uint8):
+  """A smooth random image (photographs are smooth; keeps JPEG close to its source)."""
+  peak = np.iinfo(dtype).max
+  if min(h, w) < 4:
+    return (RNG.random((h, w, c)) * peak).round().astype(dtype)
+  smooth = imresize(RNG.random((h // 4 + 1, w // 4 + 1, c)), output_shape=(h, w))
+  return np.clip(smooth * peak, 0, peak).round().astype(dtype)
+
+
+# ------------------------------------------------------------------------------- PNG 16-bit
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("filters", [0, 1, 2, 3, 4, "auto"])
+def test_png16_round_trip_with_every_filter(channels, filters):
+  pixels = RNG.integers(0, 65536, (7, 9, channels)).astype(np.uint16)
+  pixels[:3] = RNG.integers(0, 300, (3, 9, channels))  # small values: carries across bytes
+  np.testing.assert_array_equal(upscale_io.decode_png16(upscale_io.encode_png16(pixels, filters)), pixels)
+
+
+def test_png16_decoder_matches_pillow_on_pillows_own_16bit_gray_files():
+  gray = _image(40, 50, 1, np.uint16)[..., 0]
+  gray[:, :20] = np.arange(20) * 3000  # flat rows + gradients: Pillow picks several filters
+  buffer = io.BytesIO()
+  Image.fromarray(gray).save(buffer, format="PNG")
+  data = buffer.getvalue()
+  np.testing.assert_array_equal(upscale_io.decode_png16(data)[..., 0], gray)
+  # ... and Pillow reads ours: gray exactly, RGB as its high bytes (Pillow truncates to 8 bits).
+  ours = Image.open(io.BytesIO(upscale_io.encode_png16(gray[..., None])))
+  np.testing.assert_array_equal(np.asarray(ours), gray)
+  rgb = RNG.integers(0, 65536, (5, 6, 3)).astype(np.uint16)
+  truncated = np.asarray(Image.open(io.BytesIO(upscale_io.encode_png16(rgb))))
+  np.testing.assert_array_equal(truncated, rgb >> 8)
+
+
+def test_png16_decoder_rejects_a_corrupt_file():
+  data = bytearray(upscale_io.encode_png16(np.zeros((4, 4, 3), np.uint16)))
+  data[40] ^= 0xFF  # inside IDAT
+  with pytest.raises(ValueError, match="CRC"):
+    upscale_io.decode_png16(bytes(data))
+
+
+# ------------------------------------------------------------------------------- reading files
+def _save(path, pixels, **kwargs):
+  Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path, **kwargs)
+  return path
+
+
+@pytest.mark.parametrize("name,channels", [("gray.png", 1), ("ga.png", 2), ("rgb.png", 3),
+                                           ("rgba.png", 4), ("rgb.bmp", 3), ("gray.bmp", 1),
+                                           ("rgb.tif", 3), ("rgba.tiff", 4), ("gray.tif", 1)])
+def test_read_pixels_returns_8bit_files_exactly(tmp_path, name, channels):
+  pixels = _image(6, 5, channels)
+  got = upscale_io.read_pixels(_save(tmp_path / name, pixels))
+  assert got.dtype == np.uint8
+  np.testing.assert_array_equal(got, pixels)
+
+
+def test_read_pixels_returns_16bit_files_exactly(tmp_path):
+  gray = _image(6, 5, 1, np.uint16)
+  rgb, rgba = _image(6, 5, 3, np.uint16), _image(6, 5, 4, np.uint16)
+  (tmp_path / "rgb16.png").write_bytes(upscale_io.encode_png16(rgb))
+  tifffile.imwrite(tmp_path / "rgb16.tif", rgb, photometric="rgb")
+  tifffile.imwrite(tmp_path / "rgba16.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+  for name, expected in [("rgb16.png", rgb), ("rgb16.tif", rgb), ("rgba16.tif", rgba),
+                         ("gray16.png", gray)]:
+    if name == "gray16.png":
+      _save(tmp_path / name, gray)  # Pillow writes 16-bit gray itself
+    got = upscale_io.read_pixels(tmp_path / name)
+    assert got.dtype == np.uint16, name
+    np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def test_read_pixels_decodes_jpeg_and_palette_like_pillow(tmp_path):
+  rgb = _image(16, 12, 3)
+  _save(tmp_path / "a.jpg", rgb, quality=95)
+  np.testing.assert_array_equal(upscale_io.read_pixels(tmp_path / "a.jpg"),
+                                np.asarray(Image.open(tmp_path / "a.jpg")))
+  palette = Image.fromarray(rgb).convert("P")
+  palette.save(tmp_path / "p.png", transparency=0)
+  got = upscale_io.read_pixels(tmp_path / "p.png")
+  np.testing.assert_array_equal(got, np.asarray(Image.open(tmp_path / "p.png").convert("RGBA")))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_matches_pillows_exif_transpose(orientation):
+  pixels = _image(3, 5, 3)
+  image = Image.fromarray(pixels)
+  exif = image.getexif()
+  exif[0x0112] = orientation
+  image.info["exif"] = exif.tobytes()
+  expected = np.asarray(ImageOps.exif_transpose(image))
+  np.testing.assert_array_equal(upscale_io.orient(pixels, orientation), expected)
+
+
+def test_read_pixels_applies_the_exif_orientation_of_a_jpeg(tmp_path):
+  pixels = _image(8, 16, 3)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+  _save(tmp_path / "rot.jpg", pixels, quality=95, exif=exif.tobytes())
+  got = upscale_io.read_pixels(tmp_path / "rot.jpg")
+  stored = np.asarray(Image.open(tmp_path / "rot.jpg"))
+  assert got.shape == (16, 8, 3)
+  np.testing.assert_array_equal(got, np.rot90(stored, -1))
+
+
+def test_read_pixels_names_a_corrupt_file(tmp_path):
+  bad = tmp_path / "bad.png"
+  bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+  with pytest.raises(upscale_io.ImageReadError, match="bad.png"):
+    upscale_io.read_pixels(bad)
+
+
+def test_write_pixels_round_trips_8_and_16_bit(tmp_path):
+  for channels in (1, 2, 3, 4):
+    for dtype in (np.uint8, np.uint16):
+      pixels = _image(4, 3, channels, dtype)
+      upscale_io.write_pixels(tmp_path / "o.png", pixels)
+      np.testing.assert_array_equal(upscale_io.read_pixels(tmp_path / "o.png"), pixels)
+  assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no leftover temporary file
+
+
+# ------------------------------------------------------------------------------- the pipeline
+@functools.lru_cache(maxsize=None)
+def _tiny_model():
+  """A tiny MS-LapSRN with random weights (image branch bilinear so outputs stay in range)."""
+  model = create_model("ms_lapsrn", depth=2, recursions=1, features=4)
+  init = functools.partial(model.init, scale=8)
+  shapes = jax.eval_shape(init, jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))["params"]
+  rng = np.random.default_rng(1)
+  params = jax.tree.map(lambda s: (0.2 * rng.standard_normal(s.shape)).astype(s.dtype), shapes)
+  bilinear = np.outer([0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.25])
+  params["img_up"]["kernel"] = bilinear[:, :, None, None].astype(np.float32)
+  return model, params
+
+
+@pytest.fixture(scope="module")
+def window_fn_x2():
+  model, params = _tiny_model()
+  return upscale.make_window_fn(model, params, 2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_upscale_pixels_equals_super_resolve_untiled_and_tiled(window_fn_x2, channels):
+  model, params = _tiny_model()
+  pixels = _image(23, 17, channels)
+  reference = super_resolve(model, params, pixels if channels == 3 else pixels[..., 0], 2)
+  reference = reference.reshape(46, 34, channels)
+  overlap = tiling.receptive_radius(model, 2)
+  whole = upscale.upscale_pixels(window_fn_x2, pixels, 2, tile=256, overlap=overlap)
+  tiled = upscale.upscale_pixels(window_fn_x2, pixels, 2, tile=2 * overlap + 3, overlap=overlap)
+  assert whole.dtype == tiled.dtype == np.uint8
+  assert np.abs(whole.astype(int) - reference).max() <= 1
+  assert np.abs(tiled.astype(int) - reference).max() <= 1
+
+
+def test_upscale_pixels_alpha_is_bicubic_and_colour_is_unchanged_by_it(window_fn_x2):
+  rgba = _image(9, 11, 4)
+  out = upscale.upscale_pixels(window_fn_x2, rgba, 2, tile=64, overlap=5)
+  rgb = upscale.upscale_pixels(window_fn_x2, rgba[..., :3], 2, tile=64, overlap=5)
+  np.testing.assert_array_equal(out[..., :3], rgb)
+  expected_alpha = np.clip(imresize(rgba[..., 3] / 255.0, 2), 0, 1) * 255
+  assert np.abs(out[..., 3] - expected_alpha).max() <= 0.5 + 1e-6
+  gray_alpha = upscale.upscale_pixels(window_fn_x2, rgba[..., [0, 3]], 2, tile=64, overlap=5)
+  np.testing.assert_array_equal(gray_alpha[..., 1], out[..., 3])
+
+
+def test_upscale_pixels_16bit_stays_16bit_and_agrees_with_8bit(window_fn_x2):
+  pixels8 = _image(10, 12, 3)
+  out16 = upscale.upscale_pixels(window_fn_x2, pixels8.astype(np.uint16) * 257, 2, tile=64, overlap=5)
+  out8 = upscale.upscale_pixels(window_fn_x2, pixels8, 2, tile=64, overlap=5)
+  assert out16.dtype == np.uint16
+  assert np.abs(out16 / 65535.0 - out8 / 255.0).max() <= 0.5 / 255 + 1e-6
+  assert np.any(out16 % 257 != 0)  # really 16-bit precision, not 8-bit values scaled
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 7, 1), (5, 1, 4)])
+def test_upscale_pixels_handles_degenerate_sizes(window_fn_x2, shape):
+  out = upscale.upscale_pixels(window_fn_x2, _image(*shape), 2, tile=64, overlap=5)
+  assert out.shape == (2 * shape[0], 2 * shape[1], shape[2]) and out.dtype == np.uint8
+
+
+def test_self_ensemble_window_fn_changes_the_result_but_not_the_shape():
+  model, params = _tiny_model()
+  pixels = _image(9, 14, 3)
+  plain = upscale.upscale_pixels(upscale.make_window_fn(model, params, 2), pixels, 2, tile=64, overlap=5)
+  ens = upscale.upscale_pixels(upscale.make_window_fn(model, params, 2, ensemble=True), pixels, 2,
+                               tile=64, overlap=5)
+  assert ens.shape == plain.shape and ens.dtype == np.uint8
+  assert np.abs(ens.astype(int) - plain).max() > 0
+  # Equivariance: the ensemble of the transposed image is the transposed ensemble.
+  ens_t = upscale.upscale_pixels(upscale.make_window_fn(model, params, 2, ensemble=True),
+                                 np.ascontiguousarray(pixels.transpose(1, 0, 2)), 2, tile=64, overlap=5)
+  assert np.abs(ens_t.astype(int) - ens.transpose(1, 0, 2)).max() <= 1
+
+
+# ------------------------------------------------------------------------------- the CLI
+@pytest.fixture
+def tiny_cli(monkeypatch):
+  """`main` with `load_model` returning the tiny model (whatever --model says)."""
+  monkeypatch.setattr(upscale, "load_model", lambda spec, weights_dir=None: _tiny_model())
+  return lambda *args: upscale.main([*map(str, args), "--no-progress", "--tile", "16"])
+
+
+def _digest(path):
+  return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def test_cli_upscales_every_format_and_reports_a_corrupt_file(tmp_path, tiny_cli, capsys):
+  src = tmp_path / "in"
+  src.mkdir()
+  exif = Image.Exif()
+  exif[0x0112] = 8
+  _save(src / "gray.png", _image(9, 20, 1))
+  _save(src / "rgba.png", _image(20, 9, 4))
+  _save(src / "photo.jpg", _image(8, 13, 3), quality=90, exif=exif.tobytes())
+  _save(src / "rgb.bmp", _image(7, 7, 3))
+  _save(src / "scan.tif", _image(5, 21, 3))
+  (src / "deep.png").write_bytes(upscale_io.encode_png16(_image(6, 18, 3, np.uint16)))
+  (src / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+  single = tmp_path / "one.png"
+  _save(single, _image(1, 1, 3))
+  out = tmp_path / "out"
+  assert tiny_cli(src, single, "--scale", "2", "--output", out) == 1
+  err = capsys.readouterr().err
+  assert "broken.jpg" in err
+  expected = {"gray": (18, 40, 1, np.uint8), "rgba": (40, 18, 4, np.uint8),
+              "photo": (26, 16, 3, np.uint8),  # EXIF 8: displayed rotated, 13 x 8
+              "rgb": (14, 14, 3, np.uint8), "scan": (10, 42, 3, np.uint8),
+              "deep": (12, 36, 3, np.uint16),
+              "one": (2, 2, 3, np.uint8)}
+  assert sorted(p.name for p in out.iterdir()) == sorted(f"{k}_x2.png" for k in expected)
+  for stem, (h, w, c, dtype) in expected.items():
+    got = upscale_io.read_pixels(out / f"{stem}_x2.png")
+    assert got.shape == (h, w, c) and got.dtype == dtype, stem
+
+
+def test_cli_never_overwrites_inputs_and_skips_existing_outputs(tmp_path, tiny_cli, capsys):
+  _save(tmp_path / "a.png", _image(6, 6, 3))
+  _save(tmp_path / "a_x2.png", _image(6, 6, 3))  # an input that is also a's output name
+  before = {p.name: _digest(p) for p in tmp_path.iterdir()}
+  assert tiny_cli(tmp_path, "--scale", "2", "--output", tmp_path) == 1
+  assert "refusing to overwrite an input" in capsys.readouterr().err
+  after = {p.name: _digest(p) for p in tmp_path.iterdir()}
+  assert {k: after[k] for k in before} == before  # inputs untouched
+  assert set(after) == {"a.png", "a_x2.png", "a_x2_x2.png"}
+  # An existing output is kept unless --overwrite.
+  out = tmp_path / "out"
+  assert tiny_cli(tmp_path / "a.png", "--scale", "2", "--output", out) == 0
+  (out / "a_x2.png").write_bytes(b"old")
+  assert tiny_cli(tmp_path / "a.png", "--scale", "2", "--output", out) == 0
+  assert (out / "a_x2.png").read_bytes() == b"old"
+  assert tiny_cli(tmp_path / "a.png", "--scale", "2", "--output", out, "--overwrite") == 0
+  assert upscale_io.read_pixels(out / "a_x2.png").shape == (12, 12, 3)
+
+
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
+  assert upscale.main([str(tmp_path / "missing.png"), "--scale", "2", "--output", str(tmp_path),
+                       "--model", "official:MSLapSRN_D5R8", "--weights-dir", str(tmp_path)]) == 2
+  assert "does not exist" in capsys.readouterr().err
+  _save(tmp_path / "a.png", _image(4, 4, 3))
+  assert upscale.main([str(tmp_path / "a.png"), "--scale", "2", "--output", str(tmp_path / "o"),
+                       "--model", str(tmp_path / "nowhere")]) == 2
+  assert "unknown model" in capsys.readouterr().err
+  assert upscale.main([str(tmp_path / "a.png"), "--scale", "2", "--output", str(tmp_path / "o"),
+                       "--model", str(tmp_path)]) == 2  # a folder that is no training workdir
+  assert "training workdir" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    upscale.main([str(tmp_path / "a.png"), "--scale", "3", "--output", str(tmp_path)])
+
+
+def test_cli_with_official_weights_upscales_a_real_crop(tmp_path, weights_dir, data_dir):
+  weights = require_file(weights_dir, "MSLapSRN_D5R8.mat")
+  hr = upscale_io.read_pixels(require_file(data_dir / "Set5", "butterfly.png"))[:48, :48]
+  lr = np.floor(np.clip(imresize(hr / 255.0, 0.5), 0, 1) * 255 + 0.5).astype(np.uint8)
+  _save(tmp_path / "lr.png", lr)
+  assert upscale.main([str(tmp_path / "lr.png"), "--scale", "2", "--output", str(tmp_path / "o"),
+                       "--model", f"official:{weights.stem}", "--weights-dir", str(weights_dir),
+                       "--no-progress"]) == 0
+  sr = upscale_io.read_pixels(tmp_path / "o" / "lr_x2.png")
+  bicubic = np.floor(np.clip(imresize(lr / 255.0, 2), 0, 1) * 255 + 0.5)
+
+  def psnr(x):  # on the interior, RGB: a sanity check, not the paper protocol
+    d = (x[4:-4, 4:-4].astype(float) - hr[4:-4, 4:-4]) / 255
+    return -10 * np.log10(np.mean(d ** 2))
+
+  assert sr.shape == (48, 48, 3)
+  assert psnr(sr) > psnr(bicubic) + 0.5
