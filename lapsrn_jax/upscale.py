@@ -18,8 +18,12 @@ inputs that would write the same output: the second is reported as failed.
 Tiles: windows of `--tile` LR pixels (default 256) overlapping by `--overlap` pixels on each side,
 by default the model's receptive radius (`tiling.receptive_radius`, e.g. 43 / 63 / 73 for
 MS-LapSRN D5R8 at x2 / x4 / x8), which makes the tiled result equal to the whole-image one; a
-smaller overlap is faster and approximate. One compilation per window shape: one for all images
-of at least `tile x tile` pixels. `--self-ensemble` averages the 8 rotations/flips (8x the time).
+smaller overlap is faster and approximate (measured with the official D5R8 on a Set14 crop:
+`--overlap 32` differs from the whole-image result by at most 0.0005/255 at x2 and x4,
+`--overlap 16` by up to 1.9/255 at x2 and 3.2/255 at x4). One compilation per window shape: one
+for all images of at least `tile x tile` pixels. `--self-ensemble` averages the 8 rotations and
+flips of every window (8x the time). Host memory holds the whole image in float (about 40 bytes
+per output pixel for colour images); device memory is that of the network on one window.
 
 Exit status: 0 when every image was written or skipped, 1 when some failed (each is named on
 stderr; the others are still processed), 2 for bad arguments (a missing input, an unknown model).
@@ -274,6 +278,8 @@ def main(argv=None) -> int:
   """The CLI; returns the exit status (0 ok, 1 some images failed, 2 bad arguments)."""
   args = _parse_args(argv)
   try:
+    if pathlib.Path(args.output).exists() and not pathlib.Path(args.output).is_dir():
+      raise ValueError(f"--output {args.output!r} exists and is not a folder")
     inputs = expand_inputs(args.inputs)
     model, params = load_model(args.model, weights_dir=args.weights_dir)
     overlap = tiling.receptive_radius(model, args.scale) if args.overlap is None else args.overlap

@@ -294,9 +294,9 @@ def write_pixels(path, pixels: np.ndarray) -> None:
     data = encode_png16(pixels)
   elif pixels.dtype == np.uint8:
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
-    image = Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode=None)
+    image = Image.fromarray(np.ascontiguousarray(pixels[..., 0] if mode == "L" else pixels))
     if image.mode != mode:
-      image = image.convert(mode)
+      raise ValueError(f"Pillow made a {image.mode} image of {pixels.shape} uint8, expected {mode}")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     data = buffer.getvalue()

@@ -184,3 +184,16 @@ def test_self_ensemble_is_the_mean_over_the_8_dihedral_transforms_and_is_equivar
   assert np.abs(fn(x) - out).max() > 1e-3  # the network alone is not equivariant
   for g in [(True, False, False), (False, True, True)]:
     np.testing.assert_allclose(ens(np.ascontiguousarray(forward(x, *g))), forward(out, *g), atol=1e-5)
+
+
+def test_tiled_cms_lapsrn_matches_the_untiled_network_within_its_decay_margin():
+  # The tied inverse-conv upsampler is global on each (padded) level grid; its impulse response
+  # decays geometrically, and receptive_radius adds `pad` grid pixels per level for it.
+  model, params = _tiny("cms_lapsrn", depth=2, recursions=1, tie_to=1)
+  fn = _network_fn(model, params, 2)
+  overlap = tiling.receptive_radius(model, 2)
+  y = np.random.default_rng(4).random((45, 41, 1)).astype(np.float32)
+  tile = 2 * overlap + 9
+  assert tile < min(y.shape[:2])
+  tiled = tiling.tiled_apply(fn, y, scale=2, tile=tile, overlap=overlap)
+  assert np.abs(tiled - fn(y[None])[0]).max() <= 1e-4

@@ -286,6 +286,9 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
   assert upscale.main([str(tmp_path / "a.png"), "--scale", "2", "--output", str(tmp_path / "o"),
                        "--model", str(tmp_path)]) == 2  # a folder that is no training workdir
   assert "training workdir" in capsys.readouterr().err
+  assert upscale.main([str(tmp_path / "a.png"), "--scale", "2", "--output",
+                       str(tmp_path / "a.png")]) == 2  # output is a file
+  assert "not a folder" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     upscale.main([str(tmp_path / "a.png"), "--scale", "3", "--output", str(tmp_path)])
 
