@@ -86,7 +86,7 @@ def _official_path(stem: str, weights_dir) -> pathlib.Path:
 
 
 def load_official_model(stem: str, *, weights_dir=None) -> Model:
-  """`official:<stem>`: official weights through `weights.load_official` + `inference.super_resolve`."""
+  """`official:<stem>`: `weights.load_official` + `inference.super_resolve` (imported lazily)."""
   path = _official_path(stem, weights_dir)
   from lapsrn_jax.inference import super_resolve  # pylint: disable=import-outside-toplevel
   from lapsrn_jax.weights import load_official  # pylint: disable=import-outside-toplevel
@@ -270,8 +270,8 @@ def _parse_args(argv):
       prog="python -m lapsrn_jax.evaluate",
       description="PSNR / SSIM of super-resolution models with the LapSRN papers' protocol.")
   parser.add_argument("--model", required=True,
-                      help="comma-separated: bicubic, official:<stem> (e.g. official:MSLapSRN_D5R8), "
-                           "or a training workdir/checkpoint path")
+                      help="comma-separated: bicubic, official:<stem> (e.g. "
+                           "official:MSLapSRN_D5R8), or a training workdir/checkpoint path")
   parser.add_argument("--data-dir", help="folder holding the sets named by --sets")
   parser.add_argument("--sets", default=None,
                       help="comma-separated subfolders of --data-dir (default with --data-dir: "

@@ -30,7 +30,8 @@ SSIM_RADIUS = 5  # MATLAB: ceil(3 * sigma) -> an 11 x 11 window
 _K1, _K2 = 0.01, 0.03
 _BUCKET = 256  # paper_protocol pads numpy images to multiples of this (fewer compilations)
 
-# BT.601 luma of MATLAB's rgb2ycbcr for [0, 1] input: Y = (65.481 R + 128.553 G + 24.966 B + 16) / 255.
+# BT.601 luma of MATLAB's rgb2ycbcr for [0, 1] input:
+# Y = (65.481 R + 128.553 G + 24.966 B + 16) / 255.
 _Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
 _Y_OFFSET = 16.0 / 255.0
 
@@ -97,7 +98,8 @@ def _as_batch(x) -> tuple[jax.Array, bool]:
     return x[None], False
   if ndim == 4:
     return x, True
-  raise ValueError(f"metrics need [H, W], [H, W, C] or [N, H, W, C] images, got shape {np.shape(x)}")
+  raise ValueError("metrics need [H, W], [H, W, C] or [N, H, W, C] images, "
+                   f"got shape {np.shape(x)}")
 
 
 def _check_pair(x, y, shave, h=None, w=None):

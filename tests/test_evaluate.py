@@ -49,7 +49,7 @@ def set5_cli(data_dir, tmp_path_factory):
 def test_set5_bicubic_matches_the_poster(set5_cli):
   rc, results, _ = set5_cli
   assert rc == 0
-  assert [(r["set"], r["scale"]) for r in results["results"]] == [("Set5", 2), ("Set5", 4), ("Set5", 8)]
+  assert [(r["set"], r["scale"]) for r in results["results"]] == [("Set5", s) for s in (2, 4, 8)]
   for entry in results["results"]:
     _close_to_poster(entry)
 
@@ -84,7 +84,10 @@ def tiny_set(tmp_path):
   rng = np.random.default_rng(0)
   folder = tmp_path / "tiny"
   folder.mkdir()
-  smooth = lambda shape: (np.cumsum(rng.random(shape), 0) * 255 / shape[0]).astype(np.uint8)  # noqa: E731
+
+  def smooth(shape):
+    return (np.cumsum(rng.random(shape), 0) * 255 / shape[0]).astype(np.uint8)
+
   Image.fromarray(smooth((40, 35, 3))).save(folder / "rgb.png")
   Image.fromarray(smooth((33, 47))).save(folder / "gray.png")
   return folder
@@ -98,7 +101,8 @@ def test_cli_on_a_tiny_folder_writes_gray_and_rgb_pngs(tiny_set, tmp_path, capsy
   table = capsys.readouterr().out
   assert "| Model | Scale | tiny |" in table and "| bicubic | 3x |" in table
   results = json.loads((tmp_path / "r.json").read_text())["results"]
-  assert [(r["set"], r["scale"], r["num_images"]) for r in results] == [("tiny", 2, 2), ("tiny", 3, 2)]
+  assert [(r["set"], r["scale"], r["num_images"]) for r in results] == [("tiny", 2, 2),
+                                                                         ("tiny", 3, 2)]
   gray = Image.open(tmp_path / "out" / "tiny" / "x3" / "gray.png")
   rgb = Image.open(tmp_path / "out" / "tiny" / "x3" / "rgb.png")
   assert gray.mode == "L" and gray.size == (45, 33)  # mod-cropped 33x45, (width, height)

@@ -47,7 +47,8 @@ def test_palette_expands_to_rgb(tmp_path):
 
 
 def test_16_bit_gray_uses_im2uint8_rule(tmp_path):
-  values = np.array([[0, 128, 129, 257, 385, 386, 65535]], np.uint16)  # /257: 0, .498, .502, 1, 1.498, 1.502, 255
+  # v / 257 = 0, .498, .502, 1, 1.498, 1.502, 255
+  values = np.array([[0, 128, 129, 257, 385, 386, 65535]], np.uint16)
   Image.fromarray(values).save(tmp_path / "g16.png")
   out = read_image(tmp_path / "g16.png")
   assert out.dtype == np.uint8

@@ -1,4 +1,4 @@
-"""imresize against MATLAB's algorithm re-derived here from the cubic formula (loops, no shared code)."""
+"""imresize against MATLAB's algorithm re-derived here from the cubic formula (plain loops)."""
 
 import math
 
