@@ -1,0 +1,104 @@
+"""Super-resolve whole images: the network on Y, bicubic Cb/Cr (as the official `SR_MSLapSRN.m`).
+
+`super_resolve(model, params, image, scale)` takes RGB `[H, W, 3]` or gray `[H, W]` images, uint8
+or float in [0, 1], of any size >= 1x1, and returns the `scale`x image in the input dtype.
+`downscale(hr, scale)` makes the evaluation protocol's LR input (MATLAB bicubic, float64).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lapsrn_jax.color import rgb_to_ycbcr, ycbcr_to_rgb
+from lapsrn_jax.imresize import imresize
+from lapsrn_jax.models import LapSRN
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_apply(model):
+  """`model.apply` jitted once per model (and, by jit, once per input shape and scale)."""
+  return jax.jit(lambda params, lr, scale: model.apply({"params": params}, lr, scale=scale)[-1],
+                 static_argnums=2)
+
+
+def _network_scale(model, scale: int) -> int:
+  """The power-of-two scale to run the network at: `scale` itself, or the next one up."""
+  if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2:
+    raise ValueError(f"scale must be an integer >= 2, got {scale!r}")
+  net_scale = 1 << (int(scale) - 1).bit_length()
+  if isinstance(model, LapSRN) and net_scale > 2 ** model.levels:
+    raise ValueError(f"this LapSRN has {model.levels} level(s): scales up to {2 ** model.levels}, "
+                     f"got {scale}")
+  return net_scale
+
+
+def super_resolve_y(model, params, y: np.ndarray, scale: int) -> np.ndarray:
+  """The network on one channel: `[H, W]` float (Y in [0, 1]) -> `[s H, s W]` float64, s = scale.
+
+  `scale` must be a power of two the model supports. Any size >= 1x1 works (CMS-LapSRN's
+  symmetric padding repeats the mirror on grids smaller than its `pad`).
+  """
+  lr = jnp.asarray(y, jnp.float32)[None, :, :, None]
+  sr = _jitted_apply(model)(params, lr, int(scale))
+  return np.asarray(sr[0, :, :, 0], np.float64)
+
+
+def super_resolve(model, params, image, scale: int) -> np.ndarray:
+  """Upscales `image` `scale` times with `model` on Y and MATLAB bicubic on Cb/Cr.
+
+  Args:
+    model, params: e.g. from `lapsrn_jax.weights.load_official` or `create_model` + training.
+    image: `[H, W, 3]` RGB or `[H, W]` / `[H, W, 1]` gray; uint8, or float in [0, 1] (not
+      clipped on input: bicubic LR inputs may overshoot slightly); H, W >= 1.
+    scale: integer >= 2. Powers of two run the network directly; other scales run the next power
+      of two and resize the result with bicubic `imresize` (as the official `SR_MSLapSRN.m`).
+
+  Returns:
+    `[scale*H, scale*W(, C)]` in the input dtype: uint8 rounded and saturated, float clipped to [0, 1].
+  """
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    x = image.astype(np.float64) / 255.0
+  elif np.issubdtype(image.dtype, np.floating):
+    x = image.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+      raise ValueError("image has NaN or infinite values")
+  else:
+    raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
+  if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3))):
+    raise ValueError(f"image must be [H, W], [H, W, 1] or [H, W, 3], got shape {image.shape}")
+  if image.shape[0] < 1 or image.shape[1] < 1:
+    raise ValueError(f"image must be at least 1x1 pixels, got shape {image.shape}")
+  net_scale = _network_scale(model, scale)
+  out_shape = (scale * image.shape[0], scale * image.shape[1])
+
+  color = image.ndim == 3 and image.shape[-1] == 3
+  ycc = rgb_to_ycbcr(x) if color else None
+  y = ycc[..., 0] if color else x.reshape(image.shape[:2])
+  y_sr = super_resolve_y(model, params, y, net_scale)
+  if net_scale != scale:
+    y_sr = imresize(y_sr, output_shape=out_shape)
+  if color:
+    cbcr = imresize(ycc[..., 1:], output_shape=out_shape)
+    out = ycbcr_to_rgb(np.concatenate([y_sr[..., None], cbcr], axis=-1))
+  else:
+    out = y_sr.reshape(out_shape + image.shape[2:])
+  out = np.clip(out, 0.0, 1.0)
+  if image.dtype == np.uint8:
+    return np.floor(out * 255.0 + 0.5).astype(np.uint8)  # MATLAB im2uint8
+  return out.astype(image.dtype)
+
+
+def downscale(hr, scale: int) -> np.ndarray:
+  """The evaluation LR input: MATLAB `imresize(im2double(hr), 1/scale, 'bicubic')` in float64.
+
+  `hr`: `[H, W(, 3)]` uint8 or float in [0, 1], H and W multiples of `scale` (mod-crop first).
+  Returns float64, not clipped (bicubic overshoots slightly, as in the official evaluation).
+  """
+  hr = np.asarray(hr)
+  if hr.shape[0] % scale or hr.shape[1] % scale:
+    raise ValueError(f"HR size {hr.shape[:2]} is not a multiple of scale {scale}; mod-crop it first")
+  x = hr.astype(np.float64) / 255.0 if hr.dtype == np.uint8 else hr.astype(np.float64)
+  return imresize(x, output_shape=(hr.shape[0] // scale, hr.shape[1] // scale))

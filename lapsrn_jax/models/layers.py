@@ -1,0 +1,155 @@
+"""Building blocks shared by LapSRN, MS-LapSRN and CMS-LapSRN (MatConvNet geometry).
+
+Layouts: features `[N, H, W, C]`; conv kernels HWIO `[kh, kw, C_in, C_out]` (cross-correlation,
+zero padding 1, stride 1, exactly MatConvNet's `vl_nnconv` filters).
+
+Transposed convolutions store the kernel of the stride-2 convolution they are the adjoint of:
+`[kh, kw, C_hr, C_lr]` (I = the HR channels = the layer's *output*, O = the LR channels = its
+*input*). This is MatConvNet's `vl_nnconvt` layout `F[h, w, out, in]` as stored in the official
+`.mat` files, and it is the layout of an ordinary conv kernel, which is what lets CMS-LapSRN's
+upsampler use a conv kernel of the recursive block in place of the transposed-conv kernel.
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+LEAK = 0.2  # LeakyReLU slope of every LapSRN model.
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+Initializer = Callable[..., jax.Array]
+
+
+def leaky_relu(x: jax.Array) -> jax.Array:
+  """MatConvNet `vl_nnrelu(x, 'leak', 0.2)`."""
+  return jnp.where(x >= 0, x, LEAK * x)
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+  """Stride-1 cross-correlation with zero padding `(k - 1) / 2`: `[N, H, W, I]` -> `[N, H, W, O]`."""
+  kh, kw = kernel.shape[:2]
+  pad = ((kh // 2, (kh - 1) // 2), (kw // 2, (kw - 1) // 2))
+  y = lax.conv_general_dilated(x, kernel.astype(x.dtype), (1, 1), pad, dimension_numbers=_DIMS)
+  return y if bias is None else y + bias.astype(x.dtype)
+
+
+def conv_transpose2x(y: jax.Array, kernel: jax.Array, crop: tuple[int, int, int, int],
+                     bias: jax.Array | None = None) -> jax.Array:
+  """MatConvNet `vl_nnconvt(y, F, bias, 'upsample', 2, 'crop', crop)`.
+
+  Args:
+    y: `[N, H, W, C_lr]`.
+    kernel: `F` of shape `[kh, kw, C_hr, C_lr]` (see the module docstring).
+    crop: `(top, bottom, left, right)` rows/columns removed from the full `2(H-1)+kh` output.
+    bias: `[C_hr]` or None.
+
+  Returns:
+    `[N, 2(H-1) + kh - top - bottom, 2(W-1) + kw - left - right, C_hr]`: the adjoint of the
+    stride-2 cross-correlation with `F` on an input zero-padded by `crop`.
+  """
+  kh, kw = kernel.shape[:2]
+  top, bottom, left, right = crop
+  # Adjoint of a strided correlation = correlation of the 2x zero-dilated input with the
+  # spatially flipped kernel whose I/O axes are swapped; cropping = removing padding.
+  rhs = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2).astype(y.dtype)
+  pad = ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))
+  x = lax.conv_general_dilated(y, rhs, (1, 1), pad, lhs_dilation=(2, 2), dimension_numbers=_DIMS)
+  return x if bias is None else x + bias.astype(y.dtype)
+
+
+# Feature upsampler (3x3) and image upsampler (4x4) crops of the official models.
+FEATURE_UP_CROP = (0, 1, 0, 1)
+IMAGE_UP_CROP = (1, 1, 1, 1)
+
+
+def bilinear_kernel(size: int = 4) -> np.ndarray:
+  """MatConvNet-LapSRN `bilinear_kernel(size, 1, 1)` for upsampling by `ceil(size / 2)`: `[size, size]`."""
+  f = int(np.ceil(size / 2))
+  c = (2 * f - 1 - f % 2) / (2 * f)
+  t = 1 - np.abs(np.arange(size) / f - c)
+  return np.outer(t, t).astype(np.float32)
+
+
+def bilinear_init(key, shape, dtype=jnp.float32):
+  """Initializer for `[k, k, 1, 1]` image-upsampling kernels (sums to 4 for k = 4)."""
+  del key
+  if shape[2:] != (1, 1) or shape[0] != shape[1]:
+    raise ValueError(f"bilinear_init expects a [k, k, 1, 1] kernel, got {shape}")
+  return jnp.asarray(bilinear_kernel(shape[0]), dtype)[:, :, None, None]
+
+
+def he_normal(key, shape, dtype=jnp.float32):
+  """N(0, 2 / (kh * kw * shape[2])): `init_MSLapSRN_model.m`'s He init, 2 / (3 * 3 * 64)."""
+  return jax.random.normal(key, shape, dtype) * np.sqrt(2.0 / (shape[0] * shape[1] * shape[2]))
+
+
+def input_normal(key, shape, dtype=jnp.float32):
+  """N(0, 0.001^2): the official init of `input_conv`."""
+  return jax.random.normal(key, shape, dtype) * 1e-3
+
+
+class Conv(nn.Module):
+  """3x3 conv with bias; `kernel` `[3, 3, in_features, features]` and `bias` `[features]`.
+
+  Parameters are created in `setup`, so a parent can read `conv.kernel` (the parameter itself,
+  not a copy) without calling the layer.
+  """
+  in_features: int
+  features: int
+  kernel_init: Initializer = he_normal
+
+  def setup(self):
+    self.kernel = self.param("kernel", self.kernel_init, (3, 3, self.in_features, self.features))
+    self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return conv3x3(x, self.kernel, self.bias)
+
+
+class ConvTranspose2x(nn.Module):
+  """MatConvNet ConvTranspose with upsample 2: `[N, H, W, in_features]` -> `[N, 2H, 2W, features]`.
+
+  `kernel` is `[k, k, features, in_features]` (MatConvNet convt layout, see the module docstring).
+  """
+  in_features: int
+  features: int
+  size: int = 3
+  crop: tuple[int, int, int, int] = FEATURE_UP_CROP
+  use_bias: bool = True
+  kernel_init: Initializer = he_normal
+
+  def setup(self):
+    self.kernel = self.param("kernel", self.kernel_init,
+                             (self.size, self.size, self.features, self.in_features))
+    if self.use_bias:
+      self.bias = self.param("bias", nn.initializers.zeros, (self.features,))
+
+  def __call__(self, y: jax.Array) -> jax.Array:
+    return conv_transpose2x(y, self.kernel, self.crop, self.bias if self.use_bias else None)
+
+
+def image_upsampler(name: str | None = None) -> ConvTranspose2x:
+  """The 4x4, crop-1, bias-free, bilinear-initialised image upsampler (1 -> 1 channel)."""
+  return ConvTranspose2x(1, 1, size=4, crop=IMAGE_UP_CROP, use_bias=False,
+                         kernel_init=bilinear_init, name=name)
+
+
+def num_levels(scale: int, max_levels: int | None = None) -> int:
+  """`log2(scale)` for a power-of-two `scale >= 2` (at most `max_levels`), else a ValueError."""
+  if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2 or scale & (scale - 1):
+    raise ValueError(f"scale must be a power of two >= 2 (2, 4, 8, ...), got {scale!r}")
+  levels = int(scale).bit_length() - 1
+  if max_levels is not None and levels > max_levels:
+    raise ValueError(f"scale {scale} needs {levels} pyramid levels but this model has "
+                     f"{max_levels} (largest scale {2 ** max_levels})")
+  return levels
+
+
+def check_input(lr: jax.Array) -> None:
+  """ValueError unless `lr` is `[N, H, W, 1]`."""
+  if lr.ndim != 4 or lr.shape[-1] != 1:
+    raise ValueError(f"expected the LR Y channel as [N, H, W, 1], got shape {tuple(lr.shape)}")

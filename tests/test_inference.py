@@ -1,0 +1,136 @@
+"""super_resolve: colour handling, sizes, dtypes; the official weights reproduce Set5."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import require_file
+
+from lapsrn_jax.color import rgb_to_ycbcr
+from lapsrn_jax.images import list_images, mod_crop, read_image
+from lapsrn_jax.imresize import imresize
+from lapsrn_jax.inference import downscale, super_resolve
+from lapsrn_jax.metrics import paper_protocol
+from lapsrn_jax.models import create_model
+from lapsrn_jax.models.layers import bilinear_kernel
+from lapsrn_jax.weights import load_official
+
+
+def random_params(model, scale, seed=0, std=0.1):
+  """N(0, std^2) params from numpy (a jitted `model.init` would compile the PRNG: seconds on CPU)."""
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)), scale=scale))
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map(lambda s: jnp.asarray(rng.standard_normal(s.shape) * std, s.dtype),
+                                shapes["params"])
+
+
+def _bilinear_params(model, scale=2):
+  """Params that make the network a pure bilinear 2x upsampler: zero residual branch."""
+  params = random_params(model, scale)
+  zero = {"kernel": jnp.zeros_like(params["residual_conv"]["kernel"]), "bias": jnp.zeros((1,))}
+  img_up = {"kernel": jnp.asarray(bilinear_kernel(4))[:, :, None, None]}
+  return {**params, "residual_conv": zero, "img_up": img_up}
+
+
+@pytest.fixture(scope="module")
+def tiny_ms():
+  model = create_model("ms_lapsrn", depth=1, recursions=1, features=4)
+  return model, _bilinear_params(model, scale=4)
+
+
+def np_bilinear_up(y):
+  """2x upsampling by the MatConvNet bilinear 4x4 kernel (crop 1), in numpy float64."""
+  h, w = y.shape
+  k = bilinear_kernel(4).astype(np.float64)
+  full = np.zeros((2 * h + 2, 2 * w + 2))
+  for u in range(4):
+    for v in range(4):
+      full[u:u + 2 * h:2, v:v + 2 * w:2] += k[u, v] * y
+  return full[1:-1, 1:-1]
+
+
+def test_network_runs_on_y_and_cbcr_are_bicubic(tiny_ms):
+  model, params = tiny_ms
+  rgb = np.random.default_rng(0).uniform(0.2, 0.8, (6, 5, 3))
+  sr = super_resolve(model, params, rgb, 2)
+  assert sr.shape == (12, 10, 3) and sr.dtype == rgb.dtype
+  ycc = rgb_to_ycbcr(sr)[1:-1, 1:-1]  # the zero-padded border is dark enough for RGB to clip
+  np.testing.assert_allclose(ycc[..., 0], np_bilinear_up(rgb_to_ycbcr(rgb)[..., 0])[1:-1, 1:-1], atol=1e-5)
+  np.testing.assert_allclose(ycc[..., 1:], imresize(rgb_to_ycbcr(rgb)[..., 1:], 2)[1:-1, 1:-1], atol=1e-5)
+
+
+def test_gray_stays_gray_in_its_dtype(tiny_ms):
+  model, params = tiny_ms
+  gray = np.random.default_rng(1).integers(0, 256, (5, 7), dtype=np.uint8)
+  out = super_resolve(model, params, gray, 4)
+  assert out.shape == (20, 28) and out.dtype == np.uint8
+  out1 = super_resolve(model, params, gray[..., None].astype(np.float32) / 255, 2)
+  assert out1.shape == (10, 14, 1) and out1.dtype == np.float32
+  assert 0.0 <= out1.min() and out1.max() <= 1.0
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3)])
+def test_tiny_images_work_for_every_model_kind(size):
+  # CMS-LapSRN's symmetric boundary (pad 8) is larger than these images
+  for model in (create_model("lapsrn", levels=1, depth=1, features=4),
+                create_model("ms_lapsrn", depth=1, recursions=1, features=4),
+                create_model("cms_lapsrn", depth=1, recursions=1, tie_to=1, features=4)):
+    out = super_resolve(model, random_params(model, 2), np.full(size + (3,), 128, np.uint8), 2)
+    assert out.shape == (2 * size[0], 2 * size[1], 3) and out.dtype == np.uint8
+
+
+def test_constant_image_stays_constant_in_the_interior(tiny_ms):
+  # with the bilinear-only network, a constant gray image upsamples to the same constant
+  model, params = tiny_ms
+  out = super_resolve(model, params, np.full((6, 6), 0.5, np.float64), 2)
+  np.testing.assert_allclose(out[1:-1, 1:-1], 0.5, atol=1e-6)
+
+
+def test_non_power_of_two_scale_resizes_the_next_power(tiny_ms):
+  model, params = tiny_ms
+  img = np.random.default_rng(2).uniform(size=(5, 6)).astype(np.float32)
+  out = super_resolve(model, params, img, 3)
+  assert out.shape == (15, 18)
+  np.testing.assert_allclose(out, np.clip(imresize(super_resolve(model, params, img, 4).astype(np.float64),
+                                                   output_shape=(15, 18)), 0, 1), atol=1e-5)
+
+
+def test_bad_inputs_raise(tiny_ms):
+  model, params = tiny_ms
+  with pytest.raises(ValueError, match="uint8 or float"):
+    super_resolve(model, params, np.zeros((4, 4), np.int32), 2)
+  with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+    super_resolve(model, params, np.zeros((4, 4, 2)), 2)
+  with pytest.raises(ValueError, match="integer >= 2"):
+    super_resolve(model, params, np.zeros((4, 4)), 1)
+  with pytest.raises(ValueError, match="NaN"):
+    super_resolve(model, params, np.full((4, 4), np.nan), 2)
+  with pytest.raises(ValueError, match="mod-crop"):
+    downscale(np.zeros((5, 4)), 2)
+
+
+# ---- the official weights on Set5 (evaluation.md protocol) ----
+# Published by the weights' README (a numpy re-implementation of the official graph) and by the
+# independent PyTorch reference in benchmarks/: LapSRN 37.517 / 31.539 / 26.143,
+# MS-LapSRN D5R8 37.778 / 31.737 dB.
+SET5 = [("LapSRN_x2.mat", 2, 37.517), ("LapSRN_x4.mat", 4, 31.539), ("LapSRN_x8.mat", 8, 26.143),
+        ("MSLapSRN_D5R8.mat", 2, 37.778), ("MSLapSRN_D5R8.mat", 4, 31.737)]
+
+
+@pytest.fixture(scope="module")
+def set5(data_dir):
+  files = list_images(data_dir / "Set5")
+  assert len(files) == 5
+  return [read_image(f) for f in files]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, scale, want", SET5)
+def test_official_weights_reproduce_set5_psnr(weights_dir, set5, name, scale, want):
+  model, params = load_official(require_file(weights_dir, name))
+  scores = []
+  for hr in set5:
+    hr = mod_crop(hr, scale)
+    sr = super_resolve(model, params, downscale(hr, scale), scale)
+    scores.append(paper_protocol(sr, hr.astype(np.float64) / 255, scale)[0])
+  assert float(np.mean(scores)) == pytest.approx(want, abs=0.01)
