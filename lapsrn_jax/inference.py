@@ -56,7 +56,8 @@ def super_resolve(model, params, image, scale: int) -> np.ndarray:
       of two and resize the result with bicubic `imresize` (as the official `SR_MSLapSRN.m`).
 
   Returns:
-    `[scale*H, scale*W(, C)]` in the input dtype: uint8 rounded and saturated, float clipped to [0, 1].
+    `[scale*H, scale*W(, C)]` in the input dtype: uint8 rounded and saturated, float clipped
+    to [0, 1].
   """
   image = np.asarray(image)
   if image.dtype == np.uint8:
@@ -99,6 +100,7 @@ def downscale(hr, scale: int) -> np.ndarray:
   """
   hr = np.asarray(hr)
   if hr.shape[0] % scale or hr.shape[1] % scale:
-    raise ValueError(f"HR size {hr.shape[:2]} is not a multiple of scale {scale}; mod-crop it first")
+    raise ValueError(f"HR size {hr.shape[:2]} is not a multiple of scale {scale}; "
+                     "mod-crop it first")
   x = hr.astype(np.float64) / 255.0 if hr.dtype == np.uint8 else hr.astype(np.float64)
   return imresize(x, output_shape=(hr.shape[0] // scale, hr.shape[1] // scale))

@@ -32,7 +32,6 @@ Params = dict
 _LAPSRN_NAME = re.compile(r"level(\d+)_(conv(\d+)|upconv|residual_conv|img_up)_([fb])")
 _MS_NAME = re.compile(r"(input_conv|conv(\d+)|upconv|residual_conv|img_up)_([fb])")
 _RECURSION = re.compile(r"_R(\d+)_")
-_TRANSPOSED = ("upconv", "img_up")
 
 
 def read_official(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -42,18 +41,20 @@ def read_official(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[
     raise FileNotFoundError(f"no weights file at {path}")
   try:
     mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=False)
-  except Exception as e:  # scipy raises ValueError, TypeError, OSError, zlib.error, ... on bad files
+  except Exception as e:  # scipy raises ValueError, TypeError, OSError, zlib.error, ...
     raise ValueError(f"could not read {path} as a MATLAB .mat file (truncated or corrupt?): "
                      f"{type(e).__name__}: {e}") from e
   if "net" not in mat:
-    raise ValueError(f"{path} has no 'net' variable (found {sorted(k for k in mat if not k.startswith('__'))}); "
-                     "expected an official LapSRN/MS-LapSRN MatConvNet model")
+    found = sorted(k for k in mat if not k.startswith("__"))
+    raise ValueError(f"{path} has no 'net' variable (found {found}); expected an official "
+                     "LapSRN/MS-LapSRN MatConvNet model")
   try:
     net = mat["net"].reshape(-1)[0]
     params = {_string(p.name): np.asarray(p.value) for p in np.ravel(net.params)}
     layers = [_string(layer.name) for layer in np.ravel(getattr(net, "layers", np.empty(0)))]
   except (AttributeError, IndexError, TypeError) as e:
-    raise ValueError(f"{path}: 'net' is not a MatConvNet DagNN struct with params(name, value): {e}") from e
+    raise ValueError(f"{path}: 'net' is not a MatConvNet DagNN struct with params(name, value): "
+                     f"{e}") from e
   return params, layers
 
 
@@ -91,7 +92,8 @@ def expected_shapes(model, scale: int | None = None) -> dict[tuple[str, ...], tu
   if scale is None:
     scale = 2 ** model.levels if isinstance(model, LapSRN) else 2
   size = max(getattr(model, "pad", 0), 4)
-  tree = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), scale=scale))
+  lr = jnp.zeros((1, size, size, 1))
+  tree = jax.eval_shape(lambda: model.init(jax.random.key(0), lr, scale=scale))
   return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree["params"]).items()}
 
 
@@ -109,21 +111,23 @@ def _our_path(name: str, model) -> tuple[str, ...] | None:
   return (m.group(1), "kernel" if m.group(3) == "f" else "bias") if m else None
 
 
-def _matlab_array(value: np.ndarray, shape: tuple[int, ...], kind: str) -> np.ndarray:
-  """An official value in our layout, or None if its shape cannot be `shape`.
-
-  kind: "bias" ((1,K)/(K,1) -> (K,)), "conv" ([kh,kw,Cin,Cout] -> HWIO, unchanged) or
-  "convt" ([kh,kw,Cout,Cin] -> our transposed-conv layout [kh,kw,C_hr,C_lr], unchanged).
-  """
-  if kind == "bias":
-    return value.reshape(shape) if value.ndim <= 2 and value.size == shape[0] and min(value.shape, default=1) <= 1 else None
-  full = value.shape + (1,) * (len(shape) - value.ndim)  # MATLAB's dropped trailing singletons
-  if full != shape:
+def _bias(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+  """MATLAB `(1, K)` / `(K, 1)` (or `(K,)`) -> `(K,)`; None if the size does not fit."""
+  if value.ndim > 2 or (value.ndim == 2 and min(value.shape) != 1) or value.size != shape[0]:
     return None
-  value = value.reshape(full)
-  # conv: MatConvNet [kh, kw, C_in, C_out] == HWIO. convt: MatConvNet F[h, w, out, in] is the
-  # kernel of the adjoint stride-2 conv, our transposed-conv layout. Both copy as they are.
-  return value
+  return value.reshape(shape)
+
+
+def _filter(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+  """A 4-D MatConvNet filter with MATLAB's dropped trailing singletons restored; None if it
+  cannot be `shape`.
+
+  No axis moves: conv filters `[kh, kw, C_in, C_out]` are already HWIO, and ConvTranspose
+  filters `F[h, w, out, in]` are the kernel of the stride-2 conv the layer is the adjoint of,
+  which is the layout our transposed convs store (`[kh, kw, C_hr, C_lr]`).
+  """
+  full = value.shape + (1,) * (len(shape) - value.ndim)
+  return value.reshape(shape) if value.ndim <= len(shape) and full == shape else None
 
 
 def params_from_official(official: dict[str, np.ndarray], model, path: str = "") -> Params:
@@ -135,8 +139,8 @@ def params_from_official(official: dict[str, np.ndarray], model, path: str = "")
     if key is None or key not in expected:
       unexpected.append(name)
       continue
-    kind = "bias" if key[-1] == "bias" else "convt" if key[-2] in _TRANSPOSED else "conv"
-    array = _matlab_array(np.asarray(value), expected[key], kind)
+    convert = _bias if key[-1] == "bias" else _filter
+    array = convert(np.asarray(value), expected[key])
     if array is None:
       misshaped.append(f"{name}: stored {tuple(np.shape(value))}, expected {expected[key]}")
       continue
@@ -147,7 +151,8 @@ def params_from_official(official: dict[str, np.ndarray], model, path: str = "")
         f"{path or 'weights'} do not match {type(model).__name__}"
         f"({', '.join(f'{k}={getattr(model, k)}' for k in _arch_fields(model))}): "
         + "; ".join(f"{label}: {items}" for label, items in
-                    (("missing", missing), ("unexpected", sorted(unexpected)), ("wrong shape", misshaped))
+                    (("missing", missing), ("unexpected", sorted(unexpected)),
+                     ("wrong shape", misshaped))
                     if items)
         + " (a truncated or edited file?)")
   return traverse_util.unflatten_dict(flat)
@@ -177,7 +182,8 @@ def cms_params_from_ms(params: Params, tie_to: int, rho_init: float = 1.0) -> Pa
   """
   convs = sorted(k for k in params if re.fullmatch(r"conv\d+", k))
   if "upconv" not in params or "kernel" not in params["upconv"] or not convs:
-    raise ValueError(f"expected MS-LapSRN params (conv<d>, upconv.kernel, ...), got keys {sorted(params)}")
+    raise ValueError("expected MS-LapSRN params (conv<d>, upconv.kernel, ...), got keys "
+                     f"{sorted(params)}")
   if f"conv{tie_to}" not in params:
     raise ValueError(f"tie_to={tie_to} names no conv of the block (have {convs})")
   out = {k: v for k, v in params.items() if k != "upconv"}

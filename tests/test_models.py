@@ -16,7 +16,8 @@ from lapsrn_jax.models.ms_lapsrn import recursive_block
 
 def param_shapes(model, scale=None):
   """The params tree of `model` as ShapeDtypeStructs (no computation)."""
-  return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)), scale=scale))["params"]
+  lr = jnp.zeros((1, 16, 16, 1))
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), lr, scale=scale))["params"]
 
 
 def n_params(model, scale=None):
@@ -24,7 +25,7 @@ def n_params(model, scale=None):
 
 
 def random_params(model, scale=None, seed=0, std=0.1):
-  """N(0, std^2) params from numpy (a jitted `model.init` would compile the PRNG: seconds on CPU)."""
+  """N(0, std^2) params from numpy (a jitted `model.init` compiles the PRNG: seconds on CPU)."""
   rng = np.random.default_rng(seed)
   return jax.tree_util.tree_map(lambda s: jnp.asarray(rng.standard_normal(s.shape) * std, s.dtype),
                                 param_shapes(model, scale))
@@ -66,7 +67,8 @@ def rng():
 
 # ---- layers ----
 
-@pytest.mark.parametrize("size, crop", [(3, layers.FEATURE_UP_CROP), (4, layers.IMAGE_UP_CROP), (3, (1, 0, 0, 2))])
+@pytest.mark.parametrize("size, crop", [(3, layers.FEATURE_UP_CROP), (4, layers.IMAGE_UP_CROP),
+                                        (3, (1, 0, 0, 2))])
 def test_conv_transpose_matches_matconvnet_scatter(rng, size, crop):
   y = rng.standard_normal((2, 3, 5, 4))
   f = rng.standard_normal((size, size, 3, 4))
@@ -77,23 +79,26 @@ def test_conv_transpose_matches_matconvnet_scatter(rng, size, crop):
 
 
 def test_conv3x3_matches_zero_padded_correlation(rng):
-  x, k, b = rng.standard_normal((2, 4, 5, 3)), rng.standard_normal((3, 3, 3, 2)), rng.standard_normal(2)
+  x, k = rng.standard_normal((2, 4, 5, 3)), rng.standard_normal((3, 3, 3, 2))
+  b = rng.standard_normal(2)
   got = layers.conv3x3(*(jnp.asarray(a, jnp.float32) for a in (x, k, b)))
   np.testing.assert_allclose(got, np_conv3x3(x, k, b), atol=1e-4)
 
 
 def test_bilinear_image_upsampler_interpolates_a_ramp():
-  # Bilinear 2x upsampling of a linear ramp x[i] = i puts HR pixel 2i at i - 1/4 and 2i+1 at i + 1/4.
+  # Bilinear 2x upsampling of a ramp x[i] = i puts HR pixel 2i at i - 1/4 and 2i+1 at i + 1/4.
   ramp = jnp.broadcast_to(jnp.arange(6.0)[:, None], (6, 6))[None, :, :, None]
   kernel = layers.bilinear_init(None, (4, 4, 1, 1))
   up = layers.conv_transpose2x(ramp, kernel, layers.IMAGE_UP_CROP)[0, :, :, 0]
   want = (jnp.arange(12) - 0.5) / 2
-  np.testing.assert_allclose(up[1:-1, 1:-1], jnp.broadcast_to(want[1:-1, None], (10, 10)), atol=1e-6)
+  np.testing.assert_allclose(up[1:-1, 1:-1], jnp.broadcast_to(want[1:-1, None], (10, 10)),
+                             atol=1e-6)
 
 
 # ---- parameter counts (the official files hold exactly these numbers of values) ----
 
-@pytest.mark.parametrize("name, count", [("lapsrn_x2", 407_441), ("lapsrn_x4", 814_242), ("lapsrn_x8", 667_123)])
+@pytest.mark.parametrize("name, count", [("lapsrn_x2", 407_441), ("lapsrn_x4", 814_242),
+                                         ("lapsrn_x8", 667_123)])
 def test_lapsrn_parameter_count(name, count):
   assert n_params(create_model(name)) == count
 
@@ -142,7 +147,8 @@ def test_every_level_has_the_right_shape(tiny_models, kind):
   lr = jnp.asarray(np.random.default_rng(1).random((2, 5, 7, 1)), jnp.float32)  # odd sizes, batch 2
   params = random_params(model, 8)
   for scale in (2, 4, 8):
-    shapes = [o.shape for o in jax.eval_shape(lambda p, x: model.apply({"params": p}, x, scale=scale), params, lr)]
+    outs = jax.eval_shape(lambda p, x: model.apply({"params": p}, x, scale=scale), params, lr)
+    shapes = [o.shape for o in outs]
     assert shapes == [(2, 5 * 2 ** l, 7 * 2 ** l, 1) for l in range(1, scale.bit_length())]
   run = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=8))
   outs = run(params, lr)
@@ -169,15 +175,16 @@ def test_bad_scale_and_input_raise(tiny_models):
 @pytest.mark.parametrize("skip", ["SS", "DS", "NS"])
 def test_recursive_block_matches_numpy_unrolled(rng, skip):
   source = rng.standard_normal((1, 4, 5, 3))
-  convs = [(rng.standard_normal((3, 3, 3, 3)) * 0.3, rng.standard_normal(3) * 0.1) for _ in range(2)]
+  convs = [(rng.standard_normal((3, 3, 3, 3)) * 0.3, rng.standard_normal(3) * 0.1)
+           for _ in range(2)]
   x = source
   for _ in range(3):
     h = x
     for k, b in convs:
       h = np_conv3x3(np_lrelu(h), k, b)
     x = h + source if skip == "SS" else h + x if skip == "DS" else h
-  got = recursive_block(jnp.asarray(source, jnp.float32),
-                        [(jnp.asarray(k, jnp.float32), jnp.asarray(b, jnp.float32)) for k, b in convs], 3, skip)
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  got = recursive_block(f32(source), [(f32(k), f32(b)) for k, b in convs], 3, skip)
   np.testing.assert_allclose(got, x, rtol=1e-4, atol=1e-4)
 
 
@@ -196,11 +203,13 @@ def test_ms_lapsrn_level_loop_matches_numpy_graph(rng):
       for k, b in convs:
         h = np_conv3x3(np_lrelu(h), k, b)
       x = h + feats
-    feats = np_convt(np_lrelu(x), p["upconv"]["kernel"], layers.FEATURE_UP_CROP) + p["upconv"]["bias"]
+    feats = np_convt(np_lrelu(x), p["upconv"]["kernel"], layers.FEATURE_UP_CROP)
+    feats = feats + p["upconv"]["bias"]
     image = np_convt(image, p["img_up"]["kernel"], layers.IMAGE_UP_CROP) + np_conv3x3(
         feats, p["residual_conv"]["kernel"], p["residual_conv"]["bias"])
     want.append(image)
-  got = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=4))(params, jnp.asarray(lr, jnp.float32))
+  run = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=4))
+  got = run(params, jnp.asarray(lr, jnp.float32))
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
@@ -211,12 +220,14 @@ def test_lapsrn_level_loop_matches_numpy_graph(rng):
   lr = rng.random((1, 3, 4, 1))
   params = random_params(model, seed=1)
   p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
-  feats, image, want = np_lrelu(np_conv3x3(lr, p["input_conv"]["kernel"], p["input_conv"]["bias"])), lr, []
+  feats = np_lrelu(np_conv3x3(lr, p["input_conv"]["kernel"], p["input_conv"]["bias"]))
+  image, want = lr, []
   for name in ("level_2x", "level_4x"):
     q = p[name]
     for i in (1, 2):
       feats = np_lrelu(np_conv3x3(feats, q[f"conv{i}"]["kernel"], q[f"conv{i}"]["bias"]))
-    feats = np_lrelu(np_convt(feats, q["upconv"]["kernel"], layers.FEATURE_UP_CROP) + q["upconv"]["bias"])
+    feats = np_convt(feats, q["upconv"]["kernel"], layers.FEATURE_UP_CROP) + q["upconv"]["bias"]
+    feats = np_lrelu(feats)
     image = np_convt(image, q["img_up"]["kernel"], layers.IMAGE_UP_CROP) + np_conv3x3(
         feats, q["residual_conv"]["kernel"], q["residual_conv"]["bias"])
     want.append(image)
@@ -276,8 +287,10 @@ def test_cms_tied_kernel_gradient_is_the_sum_of_its_two_uses(cms_case):
   np.testing.assert_allclose(value, untied_value, rtol=1e-5)
   g_tied = grads["conv1"]["kernel"]
   g_block, g_up = untied_grads["conv1"]["kernel"], untied_grads["untied_kernel"]
-  assert float(jnp.linalg.norm(g_up)) > 0.05 * float(jnp.linalg.norm(g_block)) > 0  # both uses matter
-  np.testing.assert_allclose(g_tied, g_block + g_up, rtol=1e-3, atol=1e-4 * float(jnp.abs(g_tied).max()))
+  # both uses matter
+  assert float(jnp.linalg.norm(g_up)) > 0.05 * float(jnp.linalg.norm(g_block)) > 0
+  np.testing.assert_allclose(g_tied, g_block + g_up, rtol=1e-3,
+                             atol=1e-4 * float(jnp.abs(g_tied).max()))
 
 
 @pytest.mark.timeout(300)
@@ -294,7 +307,8 @@ def test_cms_training_step_compiles_and_runs_on_cpu():
   value, grads = jax.jit(jax.value_and_grad(loss))(params)
   assert np.isfinite(float(value))
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
-  assert float(jnp.abs(grads["upconv"]["theta"])) > 0 and float(jnp.abs(grads["conv1"]["kernel"]).max()) > 0
+  assert float(jnp.abs(grads["upconv"]["theta"])) > 0
+  assert float(jnp.abs(grads["conv1"]["kernel"]).max()) > 0
 
 
 def test_cms_params_hold_no_upconv_kernel(cms_case):
@@ -313,7 +327,8 @@ def test_cms_upsampler_tends_to_the_tied_transposed_conv(rng):
   up = jax.jit(lambda theta: tied_inverse_upsample(y, kernel, bias, theta, pad=4))
   # Interior only: at HR row/col 0 the symmetric boundary sees a mirrored LR pixel where the
   # MatConvNet convT sees zeros.
-  errs = [float(jnp.linalg.norm((up(jnp.float32(t)) - want)[:, 1:, 1:]) / jnp.linalg.norm(want[:, 1:, 1:]))
+  inner = lambda a: a[:, 1:, 1:]
+  errs = [float(jnp.linalg.norm(inner(up(jnp.float32(t)) - want)) / jnp.linalg.norm(inner(want)))
           for t in (3.0, 30.0, 3000.0)]
   assert errs[1] < 5e-2 and errs[2] < 5e-4
   assert errs[0] > 5 * errs[1] > 50 * errs[2]  # decays like 1 / rho

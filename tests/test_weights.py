@@ -29,7 +29,8 @@ def count(tree) -> int:
 
 
 @pytest.mark.parametrize("name, cls, arch, n", OFFICIAL)
-def test_load_official_infers_the_architecture_and_keeps_every_value(weights_dir, name, cls, arch, n):
+def test_load_official_infers_the_architecture_and_keeps_every_value(weights_dir, name, cls, arch,
+                                                                     n):
   path = require_file(weights_dir, name)
   model, params = load_official(path)
   assert model == cls(**arch)
@@ -90,7 +91,8 @@ def test_truncated_file_raises_a_clear_error(d5r2_path, tmp_path):
 
 
 def test_missing_parameter_is_named(d5r2_path, tmp_path):
-  path = _rewrite(d5r2_path, tmp_path / "missing.mat", lambda p: [e for e in p if e[0] != "conv3_b"])
+  path = _rewrite(d5r2_path, tmp_path / "missing.mat",
+                  lambda p: [e for e in p if e[0] != "conv3_b"])
   with pytest.raises(ValueError, match=r"missing: \['conv3/bias'\]"):
     load_official(path)
 
@@ -98,7 +100,8 @@ def test_missing_parameter_is_named(d5r2_path, tmp_path):
 def test_misshaped_parameter_is_named(d5r2_path, tmp_path):
   def edit(p):
     return [(n, np.zeros((3, 3, 64, 32), np.float32) if n == "upconv_f" else v) for n, v in p]
-  with pytest.raises(ValueError, match=r"wrong shape: \['upconv_f: stored \(3, 3, 64, 32\), expected \(3, 3, 64, 64\)"):
+  message = r"wrong shape: \['upconv_f: stored \(3, 3, 64, 32\), expected \(3, 3, 64, 64\)"
+  with pytest.raises(ValueError, match=message):
     load_official(_rewrite(d5r2_path, tmp_path / "misshaped.mat", edit))
 
 

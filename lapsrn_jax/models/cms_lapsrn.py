@@ -31,14 +31,19 @@ def softplus_inverse(rho: float) -> float:
   return float(rho + np.log(-np.expm1(-rho)))
 
 
-def rho_tau(kernel: jax.Array, theta: jax.Array, tau_grad: bool = False) -> tuple[jax.Array, jax.Array]:
-  """`(rho, tau)`: `rho = softplus(theta)`, `tau = gram_scale(kernel)` (gradient stopped unless `tau_grad`)."""
+def rho_tau(kernel: jax.Array, theta: jax.Array,
+            tau_grad: bool = False) -> tuple[jax.Array, jax.Array]:
+  """`rho = softplus(theta)`, `tau = gram_scale(kernel)` (gradient stopped unless `tau_grad`)."""
   tau = ops.gram_scale(kernel)
   return jax.nn.softplus(theta), tau if tau_grad else jax.lax.stop_gradient(tau)
 
 
-def apply_tied_inverse(factor, y: jax.Array, rho: jax.Array, tau: jax.Array, bias: jax.Array) -> jax.Array:
-  """`(1 + rho) tau C^+_{rho tau} y + b` with a factor of `C C^T + rho tau I`: `[N,H,W,F]` -> `[N,2H,2W,F]`."""
+def apply_tied_inverse(factor, y: jax.Array, rho: jax.Array, tau: jax.Array,
+                       bias: jax.Array) -> jax.Array:
+  """`(1 + rho) tau C^+_{rho tau} y + b`, `factor` from `C C^T + rho tau I`.
+
+  `y` `[N, H, W, F]` -> `[N, 2H, 2W, F]`.
+  """
   x = ops.apply(factor, y)
   return ((1 + rho) * tau).astype(x.dtype) * x + bias.astype(x.dtype)
 
@@ -90,7 +95,8 @@ class CMSLapSRN(nn.Module):
   def setup(self):
     check_config(self.depth, self.recursions, self.skip)
     if not 1 <= self.tie_to <= self.depth:
-      raise ValueError(f"tie_to must name a conv of the block (1 .. {self.depth}), got {self.tie_to}")
+      raise ValueError(f"tie_to must name a conv of the block (1 .. {self.depth}), "
+                       f"got {self.tie_to}")
     if self.pad < 0:
       raise ValueError(f"pad must be >= 0, got {self.pad}")
     f = self.features

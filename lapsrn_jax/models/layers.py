@@ -30,7 +30,7 @@ def leaky_relu(x: jax.Array) -> jax.Array:
 
 
 def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
-  """Stride-1 cross-correlation with zero padding `(k - 1) / 2`: `[N, H, W, I]` -> `[N, H, W, O]`."""
+  """Stride-1 cross-correlation, zero padding `(k - 1) / 2`: `[N, H, W, I]` -> `[N, H, W, O]`."""
   kh, kw = kernel.shape[:2]
   pad = ((kh // 2, (kh - 1) // 2), (kw // 2, (kw - 1) // 2))
   y = lax.conv_general_dilated(x, kernel.astype(x.dtype), (1, 1), pad, dimension_numbers=_DIMS)
@@ -67,7 +67,7 @@ IMAGE_UP_CROP = (1, 1, 1, 1)
 
 
 def bilinear_kernel(size: int = 4) -> np.ndarray:
-  """MatConvNet-LapSRN `bilinear_kernel(size, 1, 1)` for upsampling by `ceil(size / 2)`: `[size, size]`."""
+  """LapSRN's `bilinear_kernel(size, 1, 1)` (upsampling by `ceil(size / 2)`): `[size, size]`."""
   f = int(np.ceil(size / 2))
   c = (2 * f - 1 - f % 2) / (2 * f)
   t = 1 - np.abs(np.arange(size) / f - c)
@@ -140,7 +140,8 @@ def image_upsampler(name: str | None = None) -> ConvTranspose2x:
 
 def num_levels(scale: int, max_levels: int | None = None) -> int:
   """`log2(scale)` for a power-of-two `scale >= 2` (at most `max_levels`), else a ValueError."""
-  if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2 or scale & (scale - 1):
+  is_int = isinstance(scale, (int, np.integer)) and not isinstance(scale, bool)
+  if not is_int or scale < 2 or scale & (scale - 1):
     raise ValueError(f"scale must be a power of two >= 2 (2, 4, 8, ...), got {scale!r}")
   levels = int(scale).bit_length() - 1
   if max_levels is not None and levels > max_levels:

@@ -59,7 +59,8 @@ def pyramid(lr: jax.Array, num_levels: int, input_conv: Callable, block: Callabl
 
 def check_config(depth: int, recursions: int, skip: str) -> None:
   if depth < 1 or recursions < 1:
-    raise ValueError(f"depth and recursions must be >= 1, got depth={depth}, recursions={recursions}")
+    raise ValueError(f"depth and recursions must be >= 1, got depth={depth}, "
+                     f"recursions={recursions}")
   if skip not in SKIPS:
     raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
 

@@ -1,4 +1,4 @@
-"""Model names -> modules: `create_model("ms_lapsrn_d5r8")`, `create_model("ms_lapsrn", depth=2)`."""
+"""Model names -> modules: `create_model("ms_lapsrn_d5r8")`, `create_model("lapsrn", levels=2)`."""
 
 import dataclasses
 import re
@@ -45,7 +45,8 @@ def create_model(name: str, **overrides) -> nn.Module:
 
   Names: "lapsrn_x2|x4|x8" (the released configurations), "ms_lapsrn_d{D}r{R}",
   "cms_lapsrn_d{D}r{R}_conv{k}", or a bare "lapsrn" / "ms_lapsrn" / "cms_lapsrn" with the
-  class defaults. `overrides` set any field, e.g. `create_model("ms_lapsrn", depth=2, recursions=1)`.
+  class defaults. `overrides` set any field, e.g.
+  `create_model("ms_lapsrn", depth=2, recursions=1)`.
   """
   for pattern, cls in _PATTERNS:
     match = pattern.fullmatch(name)
