@@ -1,0 +1,146 @@
+"""Checkpoints (orbax): the train state + the data-iterator position, the latest N plus the best.
+
+Layout of a workdir:
+
+    workdir/config.json               the run's config (written at start, read by `load_trained`)
+    workdir/checkpoints/<step>/state  TrainState (step, params, optimiser state + schedule count)
+    workdir/checkpoints/<step>/data   grain iterator state, one JSON file per host
+    workdir/checkpoints/<step>/metrics  {"val_psnr": ...} when saved right after a validation
+
+Saves are asynchronous and atomic (orbax writes a temporary directory and renames it when complete;
+unfinished ones are deleted on the next start), so a run killed at any moment restarts from its last
+complete checkpoint. Kept: the `keep` latest checkpoints and the one with the best validation PSNR.
+"""
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from grain import checkpoint as grain_checkpoint
+from orbax.checkpoint import checkpoint_managers as policies
+
+STATE, DATA = "state", "data"
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+BEST_METRIC = "val_psnr"  # mean Y-PSNR over the validated scales, dB
+
+
+def _best_value(metrics) -> float:
+  return float(metrics[BEST_METRIC])
+
+
+def make_manager(workdir: str | os.PathLike, *, keep: int, async_save: bool = True,
+                 read_only: bool = False) -> ocp.CheckpointManager:
+  """A CheckpointManager over `workdir/checkpoints` keeping the `keep` latest and the best step."""
+  policy = policies.AnyPreservationPolicy([
+      policies.LatestN(n=keep),
+      policies.BestN(get_metric_fn=_best_value, reverse=False, n=1,
+                     keep_checkpoints_without_metrics=False),
+  ])
+  options = ocp.CheckpointManagerOptions(
+      best_fn=_best_value, best_mode="max", preservation_policy=None if read_only else policy,
+      enable_async_checkpointing=async_save, create=not read_only, read_only=read_only,
+      save_interval_steps=0 if read_only else 1, cleanup_tmp_directories=not read_only)
+  return ocp.CheckpointManager(
+      pathlib.Path(workdir).absolute() / CHECKPOINT_DIR, options=options,
+      item_handlers={STATE: ocp.StandardCheckpointHandler(),
+                     DATA: grain_checkpoint.CheckpointHandler()})
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any,
+         metrics: dict | None = None) -> None:
+  """Starts saving `state` and the grain iterator's position at `step`.
+
+  The iterator state is captured before this returns (grain's handler is synchronous); the arrays
+  are written in the background when the manager is asynchronous.
+  """
+  manager.save(step, args=ocp.args.Composite(**{
+      STATE: ocp.args.StandardSave(state), DATA: grain_checkpoint.CheckpointSave(data_iterator)}),
+      metrics=None if metrics is None else {BEST_METRIC: float(metrics[BEST_METRIC])})
+
+
+def restore(manager: ocp.CheckpointManager, abstract_state: Any, data_iterator: Any,
+            step: int | None = None) -> Any:
+  """The state of `step` (default: the latest), laid out like `abstract_state` (a pytree of
+  `jax.ShapeDtypeStruct` with shardings); `data_iterator` is moved to the saved position."""
+  step = manager.latest_step() if step is None else step
+  restored = manager.restore(step, args=ocp.args.Composite(**{
+      STATE: ocp.args.StandardRestore(abstract_state),
+      DATA: grain_checkpoint.CheckpointRestore(data_iterator)}))
+  return restored[STATE]
+
+
+def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+  """`jax.ShapeDtypeStruct`s of `tree` (arrays or shape structs), all with `sharding`."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def write_config(workdir: str | os.PathLike, config: ml_collections.ConfigDict) -> None:
+  """Writes `workdir/config.json` atomically (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  path = pathlib.Path(workdir) / CONFIG_FILE
+  tmp = path.with_suffix(".json.tmp")
+  tmp.write_text(config.to_json(indent=2, sort_keys=True))
+  os.replace(tmp, path)
+
+
+def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
+  """The config saved by a training run in `workdir`."""
+  path = pathlib.Path(workdir) / CONFIG_FILE
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} not found: not a lapsrn_jax training workdir")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def _resolve(path: str | os.PathLike) -> tuple[pathlib.Path, int | None]:
+  """`(workdir, step or None)` for a workdir, its checkpoints/ folder or one checkpoints/<step>."""
+  path = pathlib.Path(path).absolute()
+  if (path / CONFIG_FILE).is_file():
+    return path, None
+  if path.name == CHECKPOINT_DIR and (path.parent / CONFIG_FILE).is_file():
+    return path.parent, None
+  if path.name.isdigit() and path.parent.name == CHECKPOINT_DIR \
+      and (path.parent.parent / CONFIG_FILE).is_file():
+    return path.parent.parent, int(path.name)
+  raise FileNotFoundError(
+      f"{path} is not a training workdir of lapsrn_jax (no {CONFIG_FILE}) nor one of its "
+      f"{CHECKPOINT_DIR}/<step> folders")
+
+
+def load_trained(workdir_or_checkpoint: str | os.PathLike, *, prefer: str = "best"):
+  """`(model, params)` from a training workdir (its best, else latest, checkpoint) or a checkpoint.
+
+  Args:
+    workdir_or_checkpoint: `workdir`, `workdir/checkpoints` or `workdir/checkpoints/<step>`.
+    prefer: "best" (highest validation PSNR; latest when none was validated) or "latest".
+
+  Returns:
+    The module built from the saved config and its params (numpy arrays, host memory).
+  """
+  from lapsrn_jax.models import create_model  # deferred: keeps this module light to import
+
+  if prefer not in ("best", "latest"):
+    raise ValueError(f"prefer must be 'best' or 'latest', got {prefer!r}")
+  workdir, step = _resolve(workdir_or_checkpoint)
+  config = read_config(workdir)
+  model = create_model(config.model.name, **config.model.overrides.to_dict())
+  manager = make_manager(workdir, keep=1, async_save=False, read_only=True)
+  try:
+    if step is None:
+      step = manager.best_step() if prefer == "best" else manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"{workdir / CHECKPOINT_DIR} holds no complete checkpoint")
+    meta = manager.item_metadata(step)[STATE]
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta)
+    restored = manager.restore(step, args=ocp.args.Composite(**{
+        STATE: ocp.args.StandardRestore(target)}))[STATE]
+  finally:
+    manager.close()
+  params = restored["params"]
+  return model, jax.tree.map(np.asarray, params)

@@ -1,0 +1,171 @@
+"""The base training config (the official MS-LapSRN D5R8 recipe) and its validation.
+
+`configs/*.py` start from `base_config()` and override fields; `validate_config` rejects bad values
+before any work starts (`python -m lapsrn_jax.train` also rejects unknown keys: the config is
+locked).
+"""
+
+import os
+
+import ml_collections
+
+from lapsrn_jax.data.pipeline import scale_batch_sizes
+from lapsrn_jax.training import optimizer
+
+SCALES = (2, 4, 8)
+OFFICIAL_PREFIX = "official:"
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The official MS-LapSRN recipe (method.md A.6); every field is documented inline."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seeds the parameter init and the data order (patches, augmentation).
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "ms_lapsrn_d5r8"  # A `lapsrn_jax.models.create_model` name.
+  c.model.overrides = ml_collections.ConfigDict()  # create_model field overrides, e.g. depth=2.
+  # Initial params: "" = random (official init); "official:MSLapSRN_D5R8" = that .mat in
+  # $LAPSRN_WEIGHTS_DIR (MS-LapSRN weights are converted for CMS-LapSRN models, rho = the model's
+  # rho_init); a path to an official .mat; or a workdir / checkpoint of ours. Ignored when the
+  # workdir already holds a checkpoint (resume wins).
+  c.init_from = ""
+
+  c.data = ml_collections.ConfigDict()  # Passed to lapsrn_jax.data (make_train_iterator, ...).
+  # Training images: the 291 = T91 + BSDS200 (a "+"-joined list of lapsrn_jax.data source specs:
+  # folder:<path>, tfds:<name>[:<split>], skimage[:train|:val]); $VARIABLES are expanded.
+  c.data.train = "folder:$LAPSRN_DATA_DIR/T91+folder:$LAPSRN_DATA_DIR/BSDS200"
+  c.data.val = "folder:$LAPSRN_DATA_DIR/BSDS100"  # Validation images (official: BSDS100).
+  # data_dir of tfds: specs (None: TFDS's default).
+  c.data.tfds_data_dir = ml_collections.config_dict.placeholder(str)
+  c.data.scale_augmentation = True  # Random downscaling ratio in {0.5, ..., 1.0} per image.
+  c.data.data_augmentation = True  # Random rot90 / left-right flip per batch.
+  # Skip training images whose short side is below this (None: patch_size // 2).
+  c.data.min_side = ml_collections.config_dict.placeholder(int)
+  c.data.num_workers = 0  # grain worker processes (0 = in the main process).
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 1_000_000  # Optimiser steps (official: 1000 epochs x 1000 iterations).
+  c.train.batch_size = 64  # Global batch: split over `scales` in contiguous chunks (22/22/20).
+  c.train.patch_size = 128  # HR patch side in pixels; divisible by max(scales).
+  c.train.scales = SCALES  # Scales trained jointly (a subset of 2, 4, 8).
+  c.train.charbonnier_eps = 1e-3  # Charbonnier epsilon: sqrt(d^2 + eps^2).
+  c.train.log_every = 100  # Steps between train-metric records (metrics.jsonl, TensorBoard).
+  c.train.progress_bar = True  # tqdm bar with step/s and loss (process 0 only).
+  c.train.distributed = False  # jax.distributed.initialize() first (multi-host: TPU pods, ...).
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "sgd"  # "sgd" (with momentum, official) or "adam".
+  c.optim.learning_rate = 1e-5  # Base learning rate (official D5R8: 1e-5).
+  c.optim.momentum = 0.9  # SGD momentum (MatConvNet default; no Nesterov).
+  c.optim.decay_factor = 0.5  # Learning rate x this every `decay_every` steps...
+  c.optim.decay_every = 100_000  # ...(official: every 100 epochs of 1000 iterations); 0 = constant.
+  c.optim.min_learning_rate = 1e-6  # ...but never below this (official floor).
+  c.optim.weight_decay = 5e-4  # Coupled L2 (added to the gradient), on weights and biases.
+  c.optim.bias_lr_multiplier = 0.1  # Learning-rate multiplier of biases (official: 0.1).
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every = 10_000  # Steps between validations (and the end of training); 0 = only at the end.
+  c.eval.scales = SCALES  # Scales validated (each reported next to bicubic).
+  c.eval.crop = 256  # Validation images are centre-cropped to crop x crop HR (one compile).
+  c.eval.max_images = 0  # Use the first N validation images (0 = all).
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every = 5_000  # Steps between checkpoints (also after validations and at the end).
+  c.checkpoint.keep = 3  # Latest checkpoints kept (plus the best by validation PSNR).
+  c.checkpoint.async_save = True  # Write checkpoints in a background thread.
+  return c
+
+
+def _fail(msg: str):
+  raise ValueError(f"bad config: {msg}")
+
+
+def _positive_int(value, name: str, *, zero_ok: bool = False) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero_ok else 1):
+    _fail(f"{name} must be an integer >= {0 if zero_ok else 1}, got {value!r}")
+
+
+def _scales(value, name: str) -> None:
+  if not isinstance(value, (tuple, list)) or not value:
+    _fail(f"{name} must be a non-empty tuple of scales from {SCALES}, got {value!r}")
+  if any(s not in SCALES for s in value) or len(set(value)) != len(value) \
+      or list(value) != sorted(value):
+    _fail(f"{name} must be distinct increasing scales from {SCALES}, got {tuple(value)}")
+
+
+def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
+  """Raises `ValueError` naming the field for any bad value; cheap (touches no data or devices).
+
+  Checks: scales, patch size divisible by max scale, batch large enough for one image per scale
+  and divisible by `num_devices`, a known model that has enough pyramid levels, a known optimiser,
+  positive step counts and learning rates, data specs present, eval crop divisible by the scales.
+  """
+  from lapsrn_jax.models import create_model  # deferred: models import jax/flax
+
+  t, o, e, k = config.train, config.optim, config.eval, config.checkpoint
+  _scales(t.scales, "train.scales")
+  for name in ("num_steps", "batch_size", "patch_size", "log_every"):
+    _positive_int(t[name], f"train.{name}")
+  if t.patch_size % max(t.scales):
+    _fail(f"train.patch_size={t.patch_size} must be divisible by the largest scale {max(t.scales)}")
+  try:
+    scale_batch_sizes(t.batch_size, len(t.scales))
+  except ValueError as err:
+    _fail(f"train.batch_size: {err}")
+  if num_devices is not None and t.batch_size % num_devices:
+    _fail(f"train.batch_size={t.batch_size} must be divisible by the number of devices "
+          f"({num_devices})")
+  if not t.charbonnier_eps > 0:
+    _fail(f"train.charbonnier_eps must be > 0, got {t.charbonnier_eps}")
+
+  try:
+    model = create_model(config.model.name, **config.model.overrides.to_dict())
+  except (ValueError, TypeError) as err:
+    _fail(f"model: {err}")
+  levels = getattr(model, "levels", None)  # LapSRN has a fixed number of levels
+  if levels is not None and max(max(t.scales), max(e.scales)) > 2 ** levels:
+    _fail(f"model {config.model.name} has {levels} pyramid levels (largest scale {2 ** levels}) "
+          f"but scales {tuple(t.scales)} / eval {tuple(e.scales)} were asked for")
+
+  if o.name not in optimizer.OPTIMIZERS:
+    _fail(f"optim.name must be one of {optimizer.OPTIMIZERS}, got {o.name!r}")
+  if not o.learning_rate > 0 or o.min_learning_rate < 0:
+    _fail(f"optim.learning_rate must be > 0 and min_learning_rate >= 0, got "
+          f"{o.learning_rate}, {o.min_learning_rate}")
+  if not 0 <= o.momentum < 1 or not 0 < o.decay_factor <= 1:
+    _fail(f"optim.momentum must be in [0, 1) and decay_factor in (0, 1], got {o.momentum}, "
+          f"{o.decay_factor}")
+  _positive_int(o.decay_every, "optim.decay_every", zero_ok=True)
+  if o.weight_decay < 0 or o.bias_lr_multiplier < 0:
+    _fail(f"optim.weight_decay and bias_lr_multiplier must be >= 0, got {o.weight_decay}, "
+          f"{o.bias_lr_multiplier}")
+
+  _scales(e.scales, "eval.scales")
+  _positive_int(e.every, "eval.every", zero_ok=True)
+  _positive_int(e.max_images, "eval.max_images", zero_ok=True)
+  _positive_int(e.crop, "eval.crop")
+  if e.crop % max(e.scales) or e.crop < 2 * max(e.scales):
+    _fail(f"eval.crop={e.crop} must be divisible by the largest eval scale {max(e.scales)} and "
+          f"at least twice it")
+  _positive_int(k.every, "checkpoint.every")
+  _positive_int(k.keep, "checkpoint.keep")
+
+  for name in ("train", "val"):
+    spec = config.data[name]
+    if not isinstance(spec, str) or not spec:
+      _fail(f"data.{name} must be a non-empty source spec string, got {spec!r}")
+    expanded = os.path.expandvars(spec)
+    if "$" in expanded:
+      _fail(f"data.{name}={spec!r} uses an environment variable that is not set "
+            f"(e.g. export LAPSRN_DATA_DIR=/path/to/data)")
+  _positive_int(config.data.num_workers, "data.num_workers", zero_ok=True)
+  if config.init_from.startswith(OFFICIAL_PREFIX) and "$" in os.path.expandvars(
+      official_weights_path(config.init_from)):
+    _fail(f"init_from={config.init_from!r} needs LAPSRN_WEIGHTS_DIR to be set")
+
+
+def official_weights_path(spec: str) -> str:
+  """`official:MSLapSRN_D5R8` -> `$LAPSRN_WEIGHTS_DIR/MSLapSRN_D5R8.mat` (not yet expanded)."""
+  name = spec[len(OFFICIAL_PREFIX):]
+  return os.path.join("$LAPSRN_WEIGHTS_DIR", name if name.endswith(".mat") else name + ".mat")
+

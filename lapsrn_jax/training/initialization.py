@@ -1,0 +1,64 @@
+"""Initial parameters: the model's own (official) init, or weights loaded through `init_from`."""
+
+import functools
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from lapsrn_jax.training import checkpointing
+from lapsrn_jax.training.config import OFFICIAL_PREFIX, official_weights_path
+
+
+def random_params(model: nn.Module, rng: jax.Array, *, lr_size: int, scale: int):
+  """`model.init` params for an `[1, lr_size, lr_size, 1]` input at `scale` (all levels used)."""
+  return model.init(rng, jnp.zeros((1, lr_size, lr_size, 1), jnp.float32), scale=scale)["params"]
+
+
+def _loaded_params(spec: str, model: nn.Module):
+  """Params named by `init_from` (see `base_config`), converted for `model` where needed."""
+  from lapsrn_jax.models import CMSLapSRN
+  from lapsrn_jax import weights
+
+  path = os.path.expandvars(official_weights_path(spec) if spec.startswith(OFFICIAL_PREFIX)
+                            else spec)
+  if path.endswith(".mat"):
+    _, params = weights.load_official(path)
+    if isinstance(model, CMSLapSRN) and "kernel" in params.get("upconv", {}):
+      params = weights.cms_params_from_ms(params, model.tie_to, model.rho_init)
+    return params
+  return checkpointing.load_trained(path)[1]
+
+
+def check_same_structure(loaded, expected, source: str) -> None:
+  """ValueError listing missing / unexpected / misshaped params of `loaded` vs `expected`."""
+  flat = lambda tree: {jax.tree_util.keystr(k): np.shape(v)
+                       for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  got, want = flat(loaded), flat(expected)
+  problems = [f"missing {sorted(set(want) - set(got))}" if set(want) - set(got) else "",
+              f"unexpected {sorted(set(got) - set(want))}" if set(got) - set(want) else "",
+              ", ".join(f"{k}: {got[k]} != {want[k]}" for k in sorted(set(got) & set(want))
+                        if got[k] != want[k])]
+  problems = [p for p in problems if p]
+  if problems:
+    raise ValueError(f"init_from={source!r} does not fit the model: " + "; ".join(problems))
+
+
+def initial_params(model: nn.Module, config: ml_collections.ConfigDict, rng: jax.Array):
+  """Random params (`config.init_from == ""`, jitted init) or the loaded ones, checked against the
+  model's parameter shapes."""
+  t = config.train
+  init = functools.partial(random_params, model, lr_size=max(2, t.patch_size // max(t.scales)),
+                           scale=max(max(t.scales), max(config.eval.scales)))
+  if not config.init_from:
+    # Non-partitionable threefry: the same values on every backend, and ~5x faster to compile on
+    # CPU than the partitionable default (the init is replicated, so partitioning is moot).
+    with jax.threefry_partitionable(False):
+      return jax.jit(init)(rng)
+  expected = jax.eval_shape(init, rng)
+  loaded = _loaded_params(config.init_from, model)
+  check_same_structure(loaded, expected, config.init_from)
+  return jax.tree.map(lambda x, ref: jnp.asarray(x, ref.dtype), loaded, expected)

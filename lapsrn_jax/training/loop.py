@@ -1,0 +1,193 @@
+"""`train_and_evaluate(config, workdir)`: the training loop behind `python -m lapsrn_jax.train`.
+
+A library function (notebooks call it too). It validates the config and the workdir before any work,
+resumes from the latest checkpoint in `workdir` when there is one, and otherwise starts from the
+initial params (`config.init_from`). Each step: this host's share of the global batch (grain) ->
+padded, sharded global arrays -> the jitted step; the loss, gradients and new params are checked to
+be finite (otherwise the run stops with `FloatingPointError`, keeping the last good checkpoint).
+Metrics go to tqdm, `workdir/metrics.jsonl` and TensorBoard (`workdir/tensorboard`).
+"""
+
+import os
+import pathlib
+import tempfile
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from lapsrn_jax.training import (checkpointing, initialization, metric_writer, optimizer,
+                                 sharding, step as step_lib, validation)
+from lapsrn_jax.training.config import validate_config
+from lapsrn_jax.training.state import create_train_state
+
+# Fields that must match the saved config to resume in the same workdir.
+_RESUME_FIELDS = ("seed", "model", "data.train", "data.scale_augmentation",
+                  "data.data_augmentation", "train.batch_size", "train.patch_size", "train.scales",
+                  "optim.name")
+
+
+def prepare_workdir(workdir) -> pathlib.Path:
+  """Creates `workdir` and checks that files can be written there; clear errors otherwise."""
+  if not workdir:
+    raise ValueError("a workdir is required (--workdir DIR)")
+  path = pathlib.Path(os.path.expanduser(str(workdir))).absolute()
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test"):
+      pass
+  except OSError as err:
+    raise PermissionError(f"workdir {path} cannot be created or written: {err}") from err
+  return path
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+  value = config
+  for key in dotted.split("."):
+    value = value.get(key) if hasattr(value, "get") else None
+  return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+def _normalize(value):
+  return list(value) if isinstance(value, tuple) else value
+
+
+def check_resumable(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  """ValueError when `config` changes what the checkpoints in `workdir` were trained with."""
+  saved = checkpointing.read_config(workdir)
+  changed = [f"{f}: {_get(saved, f)!r} -> {_get(config, f)!r}" for f in _RESUME_FIELDS
+             if _normalize(_get(saved, f)) != _normalize(_get(config, f))]
+  if changed:
+    raise ValueError(f"{workdir} holds checkpoints of a different run ({'; '.join(changed)}); "
+                     "use a new --workdir (or the original config)")
+
+
+def _data_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config.data` with environment variables in the source specs expanded."""
+  data = ml_collections.ConfigDict(config.data.to_dict())
+  data.train = os.path.expandvars(data.train)
+  data.val = os.path.expandvars(data.val)
+  return data
+
+
+class _Averager:
+  """Means of the train metrics over the steps since the last record."""
+
+  def __init__(self):
+    self.reset()
+
+  def reset(self):
+    self.sums, self.count, self.start = {}, 0, time.perf_counter()
+
+  def add(self, metrics):
+    for k, v in metrics.items():
+      if k != "finite":
+        self.sums[k] = self.sums.get(k, 0.0) + float(v)
+    self.count += 1
+
+  def result(self) -> dict:
+    out = {f"train/{k}": v / self.count for k, v in self.sums.items()}
+    out["train/steps_per_sec"] = self.count / max(time.perf_counter() - self.start, 1e-9)
+    return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
+  """Trains `config` in `workdir` (resuming when it holds a checkpoint) and returns the last
+  validation metrics (`"val/psnr_x2"`, ..., `"val/bicubic_psnr_x2"`, ...) plus `"step"`.
+
+  Raises:
+    ValueError: a bad config (before any work), a workdir of a different run, bad data.
+    PermissionError: the workdir cannot be written.
+    FloatingPointError: the loss, gradients or params became NaN/Inf (the checkpoints on disk are
+      from earlier, finite steps).
+  """
+  from lapsrn_jax.data import pipeline  # deferred: keeps `import lapsrn_jax.train` light
+  from lapsrn_jax.models import create_model
+
+  validate_config(config)
+  workdir = prepare_workdir(workdir)
+  sharding.maybe_initialize_distributed(config.train.distributed)
+  mesh = sharding.make_mesh()
+  validate_config(config, num_devices=mesh.size)
+  t, e = config.train, config.eval
+  logging.info("devices: %d (%d hosts); batch %d split %s over scales", mesh.size,
+               jax.process_count(), t.batch_size,
+               sharding.scale_batch_sizes(t.batch_size, tuple(t.scales)))
+
+  model = create_model(config.model.name, **config.model.overrides.to_dict())
+  tx = optimizer.make_optimizer(config.optim)
+  schedule = optimizer.learning_rate_schedule(config.optim)
+  data_cfg = _data_config(config)
+  train_iter = pipeline.make_train_iterator(
+      data_cfg, global_batch_size=t.batch_size, scales=tuple(t.scales), patch_size=t.patch_size,
+      seed=config.seed, num_workers=data_cfg.num_workers, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  val_images = pipeline.load_validation_set(data_cfg, crop=e.crop)
+  if e.max_images:
+    val_images = val_images[:e.max_images]
+  validator = validation.Validator(model, val_images, e.scales, e.crop)
+
+  manager = checkpointing.make_manager(workdir, keep=config.checkpoint.keep,
+                                       async_save=config.checkpoint.async_save)
+  repl = sharding.replicated(mesh)
+  make_state = jax.jit(lambda p: create_train_state(p, tx), out_shardings=repl)
+  if manager.latest_step() is None:
+    state = make_state(initialization.initial_params(model, config, jax.random.key(config.seed)))
+  else:
+    check_resumable(workdir, config)
+    abstract = jax.eval_shape(lambda: make_state(initialization.initial_params(
+        model, ml_collections.ConfigDict({**config.to_dict(), "init_from": ""}),
+        jax.random.key(0))))
+    state = checkpointing.restore(manager, checkpointing.abstract_like(abstract, repl), train_iter)
+    logging.info("resumed from %s at step %d", manager.directory, int(state.step))
+  checkpointing.write_config(workdir, config)
+
+  train_step = step_lib.make_train_step(model, tx, mesh, batch_size=t.batch_size,
+                                        eps=t.charbonnier_eps)
+  global_sizes = sharding.scale_batch_sizes(t.batch_size, tuple(t.scales))
+  writer = metric_writer.MetricWriter(workdir)
+  step = int(state.step)
+  from tqdm import tqdm
+  bar = tqdm(total=t.num_steps, initial=step, unit="step", dynamic_ncols=True,
+             disable=not t.progress_bar or jax.process_index() != 0)
+  averager, last_val = _Averager(), {}
+  try:
+    while step < t.num_steps:
+      batch = sharding.shard_batch(next(train_iter), mesh, global_sizes)
+      new_state, metrics = train_step(state, batch)
+      metrics = jax.device_get(metrics)
+      if not metrics["finite"]:
+        manager.wait_until_finished()
+        good = manager.latest_step()
+        raise FloatingPointError(
+            f"non-finite training step {step + 1}: loss={float(metrics['loss'])}, "
+            f"grad_norm={float(metrics['grad_norm'])} (NaN/Inf in the loss, gradients or "
+            f"updated params). Stopped; the last good checkpoint is "
+            f"{'step ' + str(good) if good is not None else 'none (no checkpoint yet)'} in "
+            f"{manager.directory}. Lower optim.learning_rate or check the data.")
+      state, step = new_state, step + 1
+      averager.add(metrics)
+      bar.update(1)
+      bar.set_postfix(loss=f"{float(metrics['loss']):.4g}", refresh=False)
+      if step % t.log_every == 0 or step == t.num_steps:
+        writer.write(step, {**averager.result(), "train/learning_rate": float(schedule(step - 1))})
+        averager.reset()
+      do_eval = (e.every and step % e.every == 0) or step == t.num_steps
+      if do_eval:
+        last_val = validator(state.params)
+        writer.write(step, last_val)
+        logging.info("step %d validation Y-PSNR: %s", step, ", ".join(
+            f"x{s} {last_val[f'val/psnr_x{s}']:.2f} dB (bicubic "
+            f"{last_val[f'val/bicubic_psnr_x{s}']:.2f})" for s in e.scales))
+      if do_eval or step % config.checkpoint.every == 0:
+        checkpointing.save(manager, step, state, train_iter,
+                           metrics={checkpointing.BEST_METRIC: last_val["val/psnr"]}
+                           if do_eval else None)
+  finally:
+    bar.close()
+    manager.wait_until_finished()
+    manager.close()
+    writer.close()
+  return {"step": step, **last_val}

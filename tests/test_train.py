@@ -1,0 +1,202 @@
+"""End-to-end training with configs/debug.py (training/loop.py, checkpointing.py, lapsrn_jax.train).
+
+The expensive part is one module fixture: an uninterrupted CLI run and, in parallel, a run that is
+SIGKILLed as soon as its first checkpoint is on disk and then restarted in the same workdir.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+from lapsrn_jax.models import MSLapSRN
+from lapsrn_jax.training import checkpointing, loop, metric_writer, sharding
+
+REPO = pathlib.Path(__file__).parents[1]
+DEBUG = REPO / "configs" / "debug.py"
+NUM_STEPS = 12
+
+
+def debug_config():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("debug_config", DEBUG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def cli(workdir, *overrides):
+  return [sys.executable, "-m", "lapsrn_jax.train", f"--config={DEBUG}", f"--workdir={workdir}",
+          *overrides]
+
+
+def env(cache_dir=None):
+  """Subprocess environment: CPU, one device, and optionally a persistent compilation cache (the
+  restarted run then loads the reference run's executables instead of compiling them again)."""
+  e = dict(os.environ, JAX_PLATFORMS="cpu")
+  e.pop("XLA_FLAGS", None)
+  if cache_dir is not None:
+    e.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  return e
+
+
+def steps_on_disk(workdir):
+  folder = pathlib.Path(workdir) / "checkpoints"
+  if not folder.is_dir():
+    return []
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
+def flat_params(params):
+  import jax
+  return {jax.tree_util.keystr(k): np.asarray(v)
+          for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("train")
+  ref_dir, killed_dir = root / "reference", root / "killed"
+  logs = {name: open(root / f"{name}.log", "w") for name in ("reference", "killed", "restart")}
+  cache = root / "jax_cache"
+  ref = subprocess.Popen(cli(ref_dir), cwd=REPO, env=env(cache), stdout=logs["reference"],
+                         stderr=subprocess.STDOUT)
+  killed = subprocess.Popen(cli(killed_dir), cwd=REPO, env=env(cache), stdout=logs["killed"],
+                            stderr=subprocess.STDOUT)
+  deadline = time.monotonic() + 300
+  while not steps_on_disk(killed_dir) and killed.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.01)
+  killed.send_signal(signal.SIGKILL)
+  killed_rc = killed.wait()
+  steps_at_kill = steps_on_disk(killed_dir)
+  restart = subprocess.run(cli(killed_dir), cwd=REPO, env=env(cache), stdout=logs["restart"],
+                           stderr=subprocess.STDOUT, timeout=300)
+  ref_rc = ref.wait(timeout=300)
+  for f in logs.values():
+    f.close()
+  log = lambda name: (root / f"{name}.log").read_text()[-3000:]
+  assert ref_rc == 0, log("reference")
+  assert restart.returncode == 0, log("restart")
+  print(f"killed run: checkpoints {steps_at_kill} on disk at SIGKILL")
+  return types.SimpleNamespace(ref=ref_dir, killed=killed_dir, killed_rc=killed_rc,
+                               steps_at_kill=steps_at_kill, log=log)
+
+
+def test_killed_run_restarts_from_its_checkpoint_and_ends_with_the_same_params(runs):
+  assert runs.killed_rc == -signal.SIGKILL, "the run ended before it could be killed"
+  assert runs.steps_at_kill and max(runs.steps_at_kill) < NUM_STEPS, runs.steps_at_kill
+  _, resumed = checkpointing.load_trained(runs.killed, prefer="latest")
+  _, reference = checkpointing.load_trained(runs.ref, prefer="latest")
+  resumed, reference = flat_params(resumed), flat_params(reference)
+  assert resumed.keys() == reference.keys()
+  for key in reference:  # same programs, same data order: bitwise equal on one CPU device
+    np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)
+  # the restart did not redo the steps of the checkpoint it resumed from
+  records = [r for r in metric_writer.read_metrics(runs.killed) if "train/loss" in r]
+  assert max(r["step"] for r in records) == NUM_STEPS
+  assert "resumed from" in runs.log("restart")
+
+
+def test_run_writes_config_metrics_tensorboard_and_checkpoints(runs):
+  saved = checkpointing.read_config(runs.ref)
+  assert saved.to_dict() == json.loads(debug_config().to_json())
+  records = metric_writer.read_metrics(runs.ref)
+  train = [r for r in records if "train/loss" in r]
+  val = [r for r in records if "val/psnr" in r]
+  assert [r["step"] for r in train] == list(range(2, NUM_STEPS + 1, 2))
+  assert all(np.isfinite(r["train/loss"]) and r["train/steps_per_sec"] > 0 for r in train)
+  assert [r["step"] for r in val] == [6, 12]
+  for r in val:
+    for s in (2, 4):
+      assert 10 < r[f"val/psnr_x{s}"] < 60 and 0 < r[f"val/ssim_x{s}"] <= 1
+      assert r[f"val/bicubic_psnr_x{s}"] == val[0][f"val/bicubic_psnr_x{s}"]
+  assert list((runs.ref / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_keeps_the_latest_checkpoints_and_the_best_by_validation_psnr(runs):
+  val = {r["step"]: r["val/psnr"] for r in metric_writer.read_metrics(runs.ref) if "val/psnr" in r}
+  best = max(val, key=val.get)
+  saved = [4, 6, 8, 12]  # checkpoint.every=4, plus every validation (6, 12)
+  assert steps_on_disk(runs.ref) == sorted(set(saved[-2:]) | {best})  # keep=2
+
+
+def test_load_trained_gives_the_model_and_the_best_params(runs):
+  model, params = checkpointing.load_trained(runs.ref)
+  assert isinstance(model, MSLapSRN)
+  assert (model.depth, model.recursions, model.features) == (1, 1, 8)
+  val = {r["step"]: r["val/psnr"] for r in metric_writer.read_metrics(runs.ref) if "val/psnr" in r}
+  best = max(val, key=val.get)
+  _, from_step = checkpointing.load_trained(runs.ref / "checkpoints" / str(best))
+  a, b = flat_params(params), flat_params(from_step)
+  assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+  with pytest.raises(FileNotFoundError, match="not a training workdir"):
+    checkpointing.load_trained(runs.ref / "tensorboard")
+
+
+def test_resuming_with_a_different_model_is_refused(runs):
+  config = debug_config()
+  config.model.overrides.features = 16
+  with pytest.raises(ValueError, match="different run"):
+    loop.check_resumable(runs.ref, config)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  """A NaN in the 3rd batch: the step is rejected, checkpoints 1 and 2 stay, 3 is never written."""
+  real_shard = sharding.shard_batch
+  calls = []
+
+  def poisoned(local_batch, mesh, sizes):
+    calls.append(1)
+    if len(calls) == 3:
+      local_batch["x2"]["lr"][0, 0, 0, 0] = np.nan
+    return real_shard(local_batch, mesh, sizes)
+
+  monkeypatch.setattr(sharding, "shard_batch", poisoned)
+  config = debug_config()
+  config.checkpoint.every = 1
+  config.eval.every = 0
+  with pytest.raises(FloatingPointError,
+                     match="non-finite training step 3.*last good checkpoint is step 2"):
+    loop.train_and_evaluate(config, tmp_path)
+  assert steps_on_disk(tmp_path) == [1, 2]
+  _, params = checkpointing.load_trained(tmp_path, prefer="latest")
+  assert all(np.all(np.isfinite(v)) for v in flat_params(params).values())
+
+
+def test_bad_config_fails_before_creating_the_workdir(tmp_path):
+  config = debug_config()
+  config.train.scales = (3,)
+  with pytest.raises(ValueError, match="train.scales"):
+    loop.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_empty_data_folder_is_a_clear_error(tmp_path):
+  (tmp_path / "empty").mkdir()
+  config = debug_config()
+  config.data.train = f"folder:{tmp_path / 'empty'}"
+  with pytest.raises(ValueError, match="empty"):
+    loop.train_and_evaluate(config, tmp_path / "run")
+
+
+def test_unwritable_workdir_is_a_clear_error(tmp_path):
+  (tmp_path / "a_file").write_text("")
+  with pytest.raises(PermissionError, match="cannot be created or written"):
+    loop.train_and_evaluate(debug_config(), tmp_path / "a_file" / "run")
+
+
+def test_cli_rejects_unknown_config_keys(tmp_path):
+  proc = subprocess.run(cli(tmp_path / "run", "--config.train.num_stpes=5"), cwd=REPO, env=env(),
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert "num_stpes" in proc.stderr
+  assert not (tmp_path / "run").exists()

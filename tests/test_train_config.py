@@ -1,0 +1,125 @@
+"""Config files and `validate_config` (training/config.py): the recipe, bad values rejected."""
+
+import importlib.util
+import pathlib
+
+import ml_collections
+import pytest
+
+from lapsrn_jax.training.config import base_config, validate_config
+
+CONFIGS = sorted((pathlib.Path(__file__).parents[1] / "configs").glob("*.py"))
+
+
+def load(path: pathlib.Path) -> ml_collections.ConfigDict:
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.fixture(autouse=True)
+def _data_env(monkeypatch):
+  monkeypatch.setenv("LAPSRN_DATA_DIR", "/nonexistent-but-set")  # validation touches no files
+
+
+def _sequences(tree, prefix=""):
+  for key, value in tree.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _sequences(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_config_file_is_valid_documented_and_uses_tuples(path):
+  config = load(path)
+  validate_config(config)
+  assert all(not isinstance(v, list) for _, v in _sequences(config)), "use tuples, not lists"
+  text = path.read_text()
+  assert "python -m lapsrn_jax.train --config configs/" + path.name in text
+  assert "Expected result" in text and "Run time" in text, path.name
+
+
+def test_official_recipe_values():
+  """method.md A.6: 291 images, 128^2, batch 64 over 2/4/8, SGD 0.9, 1e-5 /2 per 100k to 1e-6."""
+  c = load(CONFIGS[0].parent / "ms_lapsrn_d5r8.py")
+  assert c.model.name == "ms_lapsrn_d5r8" and c.init_from == ""
+  assert c.data.train == "folder:$LAPSRN_DATA_DIR/T91+folder:$LAPSRN_DATA_DIR/BSDS200"
+  assert (c.train.batch_size, c.train.patch_size, tuple(c.train.scales)) == (64, 128, (2, 4, 8))
+  assert c.train.charbonnier_eps == 1e-3 and c.train.num_steps == 1_000_000
+  o = c.optim
+  assert (o.name, o.momentum, o.learning_rate, o.decay_factor, o.decay_every) == (
+      "sgd", 0.9, 1e-5, 0.5, 100_000)
+  assert (o.min_learning_rate, o.weight_decay, o.bias_lr_multiplier) == (1e-6, 5e-4, 0.1)
+  assert c.data.scale_augmentation and c.data.data_augmentation
+
+
+@pytest.mark.parametrize("conv", [1, 3, 5])
+def test_cms_configs_differ_from_ms_recipe_only_in_the_model(conv):
+  ms = load(CONFIGS[0].parent / "ms_lapsrn_d5r8.py").to_dict()
+  cms = load(CONFIGS[0].parent / f"cms_lapsrn_d5r8_conv{conv}.py").to_dict()
+  assert cms.pop("model") == {"name": f"cms_lapsrn_d5r8_conv{conv}", "overrides": {}}
+  ms.pop("model")
+  assert cms == ms
+
+
+def _with(**fields) -> ml_collections.ConfigDict:
+  config = base_config()
+  for dotted, value in fields.items():
+    node = config
+    *parents, leaf = dotted.split("__")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"train__scales": (3,)}, "train.scales"),
+    ({"train__scales": (4, 2)}, "train.scales"),
+    ({"train__scales": ()}, "train.scales"),
+    ({"train__patch_size": 100}, "divisible by the largest scale 8"),
+    ({"train__batch_size": 2}, "batch_size"),
+    ({"train__batch_size": 4}, "batch_size"),  # 2 + 2 + 0: the 8x chunk would be empty
+    ({"train__num_steps": 0}, "train.num_steps"),
+    ({"model__name": "srcnn"}, "unknown model"),
+    ({"model__name": "lapsrn_x2"}, "pyramid levels"),  # 2x model asked for 2/4/8
+    ({"optim__name": "rmsprop"}, "optim.name"),
+    ({"optim__learning_rate": 0.0}, "learning_rate"),
+    ({"optim__momentum": 1.0}, "momentum"),
+    ({"eval__crop": 100}, "eval.crop"),
+    ({"eval__scales": (2, 16)}, "eval.scales"),
+    ({"checkpoint__keep": 0}, "checkpoint.keep"),
+    ({"data__train": ""}, "data.train"),
+])
+def test_bad_values_are_rejected_with_the_field_named(fields, message):
+  with pytest.raises(ValueError, match=message):
+    validate_config(_with(**fields))
+
+
+def test_unknown_model_override_is_rejected():
+  config = base_config()
+  config.model.overrides.widht = 32
+  with pytest.raises(ValueError, match="widht"):
+    validate_config(config)
+
+
+def test_batch_must_divide_over_devices():
+  config = _with(train__batch_size=66)  # 22 per scale
+  validate_config(config, num_devices=1)
+  with pytest.raises(ValueError, match="number of devices"):
+    validate_config(config, num_devices=4)
+
+
+def test_unset_data_env_var_is_rejected(monkeypatch):
+  monkeypatch.delenv("LAPSRN_DATA_DIR")
+  with pytest.raises(ValueError, match="LAPSRN_DATA_DIR"):
+    validate_config(base_config())
+
+
+def test_locked_config_rejects_unknown_keys():
+  config = base_config()
+  config.lock()
+  with pytest.raises(AttributeError):
+    config.train.num_stpes = 10
