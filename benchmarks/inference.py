@@ -1,0 +1,307 @@
+"""Inference throughput: lapsrn-jax MS-LapSRN D5R8 and CMS-LapSRN (conv3) vs PyTorch MS-LapSRN.
+
+Every (variant, scale, LR size, batch) runs in its own subprocess, so that its peak RSS
+(`getrusage(RUSAGE_SELF).ru_maxrss` of that process: imports + weights + compile + runs) is clean.
+Variants: `jax-ms` (load_official), `jax-cms` (create_model("cms_lapsrn_d5r8_conv3") with
+cms_params_from_ms(..., tie_to=3): the MS weights, rho = 1), `torch-nhwc` / `torch-nchw`
+(benchmarks/torch_reference.py, `torch.inference_mode`, `torch.set_num_threads(os.cpu_count())`;
+the faster layout is the PyTorch number), and `jax-cms-cached`: the same CMS-LapSRN forward with the
+image-independent factorisation of `C C^T + lambda I` computed once per (weights, input size) outside
+the timed call (what a server that upscales many same-size images can do; checked equal to the
+model's own output, max |diff| recorded; its one-off factorisation time is reported as "compile").
+All variants of one configuration get the same input
+(a seeded uniform [0, 1] Y batch) and run back to back, so their ratios share the machine's load.
+
+Times are per forward call of the whole pyramid (all levels up to `scale`), after warm-up:
+median over `repeats` calls (at least --min-repeats, more for short calls up to ~--target-s).
+JAX compile time (`jit(...).lower(...).compile()`) and the first call are reported apart from the
+steady state; PyTorch (eager) has no compile step, its first call is reported instead.
+Megapixels/s count output (HR) pixels. GFLOP is the analytic MS-LapSRN count (2 x MACs of every
+conv/convT); the CMS-LapSRN upsampler does different work, so only its time is comparable.
+
+  python benchmarks/inference.py --quick            # 4 configurations, a few minutes
+  python benchmarks/inference.py                    # 2x/4x/8x, LR 64/128/256, batch 1/8
+  python benchmarks/inference.py --check            # first: torch == jax on Set5 (exit 1 if not)
+Results: a markdown table on stdout and raw JSON under benchmarks/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VARIANTS = ("jax-ms", "jax-cms", "jax-cms-cached", "torch-nhwc", "torch-nchw")
+FULL = {"scales": (2, 4, 8), "sizes": (64, 128, 256), "batches": (1, 8)}
+QUICK_CONFIGS = ((2, 64, 1), (2, 64, 8), (2, 128, 8), (4, 64, 1))  # (scale, LR size, batch)
+
+
+def ms_lapsrn_gflop(size: int, batch: int, scale: int, depth: int = 5, recursions: int = 8,
+                    features: int = 64) -> float:
+  """Analytic forward GFLOP (2 x multiply-adds) of MS-LapSRN on `batch` LR images `size` x `size`."""
+  f = features
+  per_lr_px = (recursions * depth * 9 * f * f   # recursive block
+               + 9 * f * f                      # feature convT: each LR pixel scatters 3x3xFxF
+               + 4 * 9 * f                      # residual conv on the 4 HR pixels of an LR pixel
+               + 16)                            # image convT 4x4
+  macs, px = 9 * f * size * size, size * size   # input conv, once
+  for _ in range(int(math.log2(scale))):
+    macs += per_lr_px * px
+    px *= 4
+  return 2.0 * macs * batch / 1e9
+
+
+def machine_info() -> dict:
+  cpu = platform.processor()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+  except OSError:
+    pass
+  return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+          "platform": platform.platform(), "loadavg": os.getloadavg()}
+
+
+# ------------------------------------------------------------------------------------------------
+# Worker: one variant on one configuration, in a fresh process.
+
+
+def rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def time_calls(call, first_s: float, min_repeats: int, target_s: float, max_repeats: int = 20):
+  reps = int(min(max_repeats, max(min_repeats, math.ceil(target_s / max(first_s, 1e-6)))))
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    call()
+    times.append(time.perf_counter() - t)
+  return times
+
+
+def _jax_setup(variant: str, scale: int, weights: str):
+  import jax
+
+  from lapsrn_jax.weights import cms_params_from_ms, load_official
+
+  model, params = load_official(os.path.join(weights, "MSLapSRN_D5R8.mat"))
+  if variant.startswith("jax-cms"):
+    from lapsrn_jax.models import create_model
+
+    model, params = create_model("cms_lapsrn_d5r8_conv3"), cms_params_from_ms(params, tie_to=3)
+  fn = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=scale))
+  return model, fn, params
+
+
+def cms_factors(model, params, lr_shape: tuple[int, int], scale: int):
+  """The per-level `InverseConvFactor`s CMSLapSRN.__call__ builds for an input of `lr_shape`."""
+  from lapsrn_jax import ops
+  from lapsrn_jax.models.cms_lapsrn import rho_tau
+
+  kernel = params[f"conv{model.tie_to}"]["kernel"]
+  rho, tau = rho_tau(kernel, params["upconv"]["theta"], model.tau_grad)
+  h, w = lr_shape
+  return ops.factorize_many(kernel, rho * tau, [(h << l, w << l) for l in range(int(math.log2(scale)))],
+                            boundary="symmetric", pad=model.pad)
+
+
+def cms_forward_cached(model, params, factors, lr):
+  """CMSLapSRN.__call__ with precomputed `factors` (one per level): the same pyramid and layers."""
+  from lapsrn_jax.models import layers
+  from lapsrn_jax.models.cms_lapsrn import apply_tied_inverse, rho_tau
+  from lapsrn_jax.models.ms_lapsrn import pyramid, recursive_block
+
+  conv = lambda name: (lambda x: layers.conv3x3(x, params[name]["kernel"], params[name]["bias"]))
+  block_convs = [(params[f"conv{d}"]["kernel"], params[f"conv{d}"]["bias"]) for d in range(1, model.depth + 1)]
+  rho, tau = rho_tau(params[f"conv{model.tie_to}"]["kernel"], params["upconv"]["theta"], model.tau_grad)
+  return pyramid(
+      lr, len(factors), conv("input_conv"),
+      lambda x: recursive_block(x, block_convs, model.recursions, model.skip),
+      lambda level, y: apply_tied_inverse(factors[level], y, rho, tau, params["upconv"]["bias"]),
+      conv("residual_conv"),
+      lambda img: layers.conv_transpose2x(img, params["img_up"]["kernel"], layers.IMAGE_UP_CROP))
+
+
+def worker(spec: dict) -> dict:
+  """Times one variant; returns the record printed as JSON by `--worker`."""
+  variant, scale, size, batch = spec["variant"], spec["scale"], spec["size"], spec["batch"]
+  lr = np.random.default_rng(spec["seed"]).random((batch, size, size, 1), dtype=np.float32)
+  out = {**spec, "versions": {}}
+  if variant.startswith("jax"):
+    import jax
+
+    out["versions"]["jax"] = jax.__version__
+    model, fn, params = _jax_setup(variant, scale, spec["weights"])
+    x = jax.device_put(lr)
+    out["rss_setup_mb"] = rss_mb()
+    t = time.perf_counter()
+    if variant == "jax-cms-cached":
+      factors = jax.block_until_ready(jax.jit(lambda p: cms_factors(model, p, (size, size), scale))(params))
+      cached = jax.jit(lambda p, f, x: cms_forward_cached(model, p, f, x))
+      compiled_cached = cached.lower(params, factors, x).compile()
+      out["compile_s"] = time.perf_counter() - t  # factorisation (incl. its compile) + compile
+      call = lambda: jax.block_until_ready(compiled_cached(params, factors, x))
+      reference = np.asarray(fn(params, x)[-1])
+      out["max_abs_diff_vs_model"] = float(np.max(np.abs(np.asarray(call()[-1]) - reference)))
+    else:
+      compiled = fn.lower(params, x).compile()
+      out["compile_s"] = time.perf_counter() - t
+      call = lambda: jax.block_until_ready(compiled(params, x))
+  else:
+    import torch
+
+    sys.path.insert(0, HERE)
+    from torch_reference import MSLapSRNTorch, to_layout
+
+    torch.set_num_threads(os.cpu_count())
+    out["versions"]["torch"] = torch.__version__
+    out["torch_threads"] = torch.get_num_threads()
+    model = MSLapSRNTorch.from_mat(os.path.join(spec["weights"], "MSLapSRN_D5R8.mat"))
+    model, x = to_layout(model, torch.from_numpy(lr).permute(0, 3, 1, 2), variant.split("-")[1])
+    out["rss_setup_mb"] = rss_mb()
+    out["compile_s"] = 0.0
+
+    def call():
+      with torch.inference_mode():
+        return model(x, scale)
+  t = time.perf_counter()
+  call()
+  out["first_call_s"] = time.perf_counter() - t
+  out["times_s"] = time_calls(call, out["first_call_s"], spec["min_repeats"], spec["target_s"])
+  out["median_s"] = statistics.median(out["times_s"])
+  out["peak_rss_mb"] = rss_mb()
+  return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Driver.
+
+
+def run_in_subprocess(spec: dict, script: str = __file__, flag: str = "--worker") -> dict:
+  """Runs `script <flag> <spec json>` and returns the record it printed (or `{..., "error"}`)."""
+  cmd = [sys.executable, os.path.abspath(script), flag, json.dumps(spec)]
+  proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr (progress, errors) passes through
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  if proc.returncode != 0 or not lines:
+    return {**spec, "error": f"worker exit code {proc.returncode} (its stderr is above)"}
+  return json.loads(lines[-1][len("RESULT "):])
+
+
+def configurations(args) -> list[tuple[int, int, int]]:
+  if args.quick:
+    return list(QUICK_CONFIGS)
+  configs = [(s, n, b) for s in FULL["scales"] for n in FULL["sizes"] for b in FULL["batches"]]
+  return [c for c in configs if ms_lapsrn_gflop(c[1], c[2], c[0]) <= args.max_gflop]
+
+
+def _fmt(x, spec="{:.3f}"):
+  return "—" if x is None else spec.format(x)
+
+
+def summarise(rows: list[dict]) -> str:
+  """Markdown tables: steady state + ratios, then compile / first call / peak RSS."""
+  by_cfg = {}
+  for r in rows:
+    by_cfg.setdefault((r["scale"], r["size"], r["batch"]), {})[r["variant"]] = r
+  lines = ["| scale | LR | batch | GFLOP | JAX MS s | JAX CMS s | JAX CMS cached s | Torch NHWC s | "
+           "Torch NCHW s | JAX MS img/s | JAX MS MP/s | Torch best MP/s | Torch best / JAX MS | "
+           "JAX CMS / JAX MS | CMS cached / JAX MS |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for (s, n, b), v in sorted(by_cfg.items()):
+    med = {k: v[k].get("median_s") if k in v else None for k in VARIANTS}
+    torch_best = min((t for t in (med["torch-nhwc"], med["torch-nchw"]) if t), default=None)
+    mp = b * (s * n) ** 2 / 1e6
+    jm, jc, jcc = med["jax-ms"], med["jax-cms"], med["jax-cms-cached"]
+    ratio = lambda a, c: _fmt(a / c if a and c else None, "{:.2f}")
+    lines.append(
+        f"| {s}x | {n}² | {b} | {ms_lapsrn_gflop(n, b, s):.0f} | {_fmt(jm)} | {_fmt(jc)} | {_fmt(jcc)} | "
+        f"{_fmt(med['torch-nhwc'])} | {_fmt(med['torch-nchw'])} | "
+        f"{_fmt(b / jm if jm else None, '{:.3g}')} | {_fmt(mp / jm if jm else None, '{:.3g}')} | "
+        f"{_fmt(mp / torch_best if torch_best else None, '{:.3g}')} | {ratio(torch_best, jm)} | "
+        f"{ratio(jc, jm)} | {ratio(jcc, jm)} |")
+  lines += ["", "| scale | LR | batch | compile s (JAX MS / CMS / CMS cached: factorise + compile) | "
+            "1st call s (JAX MS / CMS / Torch NHWC / NCHW) | peak RSS MB (JAX MS / CMS / CMS cached / "
+            "Torch NHWC / NCHW) |", "|---|---|---|---|---|---|"]
+  for (s, n, b), v in sorted(by_cfg.items()):
+    g = lambda k, f: v[k].get(f) if k in v else None
+    join = lambda keys, f, spec: " / ".join(_fmt(g(k, f), spec) for k in keys)
+    lines.append(f"| {s}x | {n}² | {b} | {join(VARIANTS[:3], 'compile_s', '{:.2f}')} | "
+                 f"{join(('jax-ms', 'jax-cms', 'torch-nhwc', 'torch-nchw'), 'first_call_s', '{:.3f}')} | "
+                 f"{join(VARIANTS, 'peak_rss_mb', '{:.0f}')} |")
+  diffs = [r["max_abs_diff_vs_model"] for r in rows if "max_abs_diff_vs_model" in r]
+  if diffs:
+    lines.append(f"\nCMS cached vs model output: max |diff| = {max(diffs):.2e} over {len(diffs)} configurations")
+  for r in rows:
+    if "error" in r:
+      lines.append(f"\nERROR {r['variant']} x{r['scale']} {r['size']}² b{r['batch']}: {r['error']}")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--worker", help=argparse.SUPPRESS)
+  parser.add_argument("--quick", action="store_true", help="a 4-configuration subset")
+  parser.add_argument("--check", action="store_true", help="verify torch == jax on Set5 first")
+  parser.add_argument("--variants", default=",".join(VARIANTS))
+  parser.add_argument("--max-gflop", type=float, default=2500.0,
+                      help="skip configurations whose MS-LapSRN forward exceeds this (full mode)")
+  parser.add_argument("--min-repeats", type=int, default=3)
+  parser.add_argument("--target-s", type=float, default=3.0, help="aim for this much timed work per variant")
+  parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR", "../shared/weights"))
+  parser.add_argument("--data", default=os.environ.get("LAPSRN_DATA_DIR", "../shared/data"))
+  parser.add_argument("--out", default=os.path.join(HERE, "out"))
+  args = parser.parse_args(argv)
+
+  if args.worker:
+    print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
+    return 0
+  if args.check:
+    sys.path.insert(0, HERE)
+    from torch_reference import check_against_jax
+
+    if not check_against_jax(args.weights, args.data):
+      print("MISMATCH between the PyTorch reference and lapsrn_jax: not benchmarking")
+      return 1
+  variants = [v for v in args.variants.split(",") if v]
+  if unknown := set(variants) - set(VARIANTS):
+    parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+  info = {"start": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+          **machine_info()}
+  print(f"# {info['start']}  {info['cpu']} x{info['cpu_count']}  load {info['loadavg']}", flush=True)
+  rows = []
+  for scale, size, batch in configurations(args):
+    for variant in variants:
+      spec = {"variant": variant, "scale": scale, "size": size, "batch": batch, "seed": 1000 * scale + size + batch,
+              "weights": os.path.abspath(args.weights), "min_repeats": args.min_repeats, "target_s": args.target_s}
+      r = run_in_subprocess(spec)
+      rows.append(r)
+      print(f"  {variant:10s} x{scale} {size:3d}² b{batch}: "
+            + (f"median {r['median_s']:.3f}s over {len(r['times_s'])} (compile {r['compile_s']:.2f}s, "
+               f"1st {r['first_call_s']:.2f}s, peak RSS {r['peak_rss_mb']:.0f} MB)" if "error" not in r
+               else f"ERROR {r['error']}"), flush=True)
+  info["end"] = datetime.datetime.now().isoformat(timespec="seconds")
+  info["loadavg_end"] = os.getloadavg()
+  table = summarise(rows)
+  print(f"\nload at end {info['loadavg_end']}\n\n" + table)
+  os.makedirs(args.out, exist_ok=True)
+  path = os.path.join(args.out, f"inference-{'quick' if args.quick else 'full'}-{info['start'].replace(':', '')}.json")
+  with open(path, "w") as f:
+    json.dump({"info": info, "rows": rows, "table": table}, f, indent=1)
+  print(f"\nraw results: {path}")
+  return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
