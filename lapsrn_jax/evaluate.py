@@ -96,15 +96,16 @@ def load_official_model(stem: str, *, weights_dir=None) -> Model:
 
 
 def load_checkpoint_model(path: pathlib.Path) -> Model:
-  """Hook: a `Model` from a training workdir or checkpoint of ours.
+  """A `Model` from a training workdir of ours (its best checkpoint by validation PSNR, else the
+  latest) or one checkpoint folder `workdir/checkpoints/<step>`; ValueError when not loadable."""
+  from lapsrn_jax.inference import super_resolve  # pylint: disable=import-outside-toplevel
+  from lapsrn_jax.training.checkpointing import load_trained  # pylint: disable=import-outside-toplevel
 
-  To be filled in with the training code's checkpoint format (restore the params and the model
-  config from `path`, then `Model(name, lambda lr, s: super_resolve(net, params, lr, s))`).
-  Until then every path is reported as not loadable.
-  """
-  raise ValueError(f"{str(path)!r} is not a loadable training workdir or checkpoint: evaluating "
-                   "our own checkpoints is not implemented yet "
-                   "(lapsrn_jax.evaluate.load_checkpoint_model)")
+  try:
+    net, params = load_trained(path)
+  except (FileNotFoundError, ValueError, KeyError) as err:
+    raise ValueError(f"{str(path)!r} is not a loadable training workdir or checkpoint: {err}") from err
+  return Model(f"ours:{path.resolve().name}", lambda lr, scale: super_resolve(net, params, lr, scale))
 
 
 def load_model(spec: str, *, weights_dir=None) -> Model:
