@@ -1,0 +1,112 @@
+"""The periodic stride-2 convolution `C` and its exact adjoint `Cᵀ`.
+
+For HR features `x: [N, 2H, 2W, C_in]` and a kernel `[kh, kw, C_in, C_out]` (HWIO,
+cross-correlation, anchor (0, 0)):
+
+    (C x)[n, i, j, o] = Σ_{u, v, c} kernel[u, v, c, o] · x[n, (2i + u) mod 2H, (2j + v) mod 2W, c]
+
+`Cᵀ` is the matching transposed convolution with wrap-around. Away from HR row/column 0 it equals
+MatConvNet's `ConvTranspose(upsample 2, crop [0 1 0 1])` (the MS-LapSRN feature upsampler).
+"""
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def check_kernel(kernel) -> None:
+  """Raises ValueError unless `kernel` is a 4-D HWIO conv kernel."""
+  if jnp.ndim(kernel) != 4:
+    raise ValueError(
+        f"kernel must be 4-D [kh, kw, C_in, C_out] (HWIO), got shape {jnp.shape(kernel)}")
+  if min(jnp.shape(kernel)) < 1:
+    raise ValueError(f"kernel has an empty dimension: shape {jnp.shape(kernel)}")
+
+
+def check_features(x, name: str, channels: int, channel_name: str) -> None:
+  """Raises ValueError unless `x` is `[N, H, W, channels]` with H, W >= 1."""
+  if jnp.ndim(x) != 4:
+    raise ValueError(f"{name} must be 4-D [N, H, W, C], got shape {jnp.shape(x)}")
+  if x.shape[-1] != channels:
+    raise ValueError(
+        f"{name} has {x.shape[-1]} channels but the kernel's {channel_name} is {channels} "
+        f"(kernel layout is [kh, kw, C_in, C_out])")
+  if min(x.shape[1:3]) < 1:
+    raise ValueError(f"{name} has an empty spatial grid: shape {x.shape}")
+
+
+def stride2_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Periodic stride-2 convolution `C x`.
+
+  Args:
+    x: HR features `[N, 2H, 2W, C_in]` (even height and width).
+    kernel: `[kh, kw, C_in, C_out]`.
+
+  Returns:
+    LR features `[N, H, W, C_out]`.
+  """
+  check_kernel(kernel)
+  check_features(x, "x", kernel.shape[2], "C_in")
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    raise ValueError(f"x must have an even height and width (the HR grid), got shape {x.shape}")
+  return _stride2_conv(x, kernel)
+
+
+@jax.jit
+def _stride2_conv(x, kernel):
+  kh, kw = kernel.shape[:2]
+  xp = jnp.pad(x, ((0, 0), (0, kh - 1), (0, kw - 1), (0, 0)), mode="wrap")
+  return lax.conv_general_dilated(xp, kernel.astype(x.dtype), (2, 2), "VALID",
+                                  dimension_numbers=_DN)
+
+
+def transpose_conv_window(z: jax.Array, kernel: jax.Array, start: tuple[int, int],
+                          size: tuple[int, int]) -> jax.Array:
+  """A window of the periodic `Cᵀ z`: HR rows `[2 i0, 2 (i0 + H))`, cols `[2 j0, 2 (j0 + W))`.
+
+  An ordinary transposed convolution (`lhs_dilation=2`, flipped kernel) of the LR rows/cols
+  `[i0 - a, i0 + H)` (`a = ceil(kh / 2) - 1`), wrapping around only where the window needs it.
+
+  Args:
+    z: LR features `[N, h, w, C_out]` (periodic).
+    kernel: `[kh, kw, C_in, C_out]`.
+    start: first LR cell `(i0, j0)` of the window.
+    size: window size `(H, W)` in LR cells, `i0 + H <= h`, `j0 + W <= w`.
+
+  Returns:
+    `[N, 2H, 2W, C_in]`.
+  """
+  kh, kw = kernel.shape[:2]
+  ah, aw = (kh + 1) // 2 - 1, (kw + 1) // 2 - 1  # LR rows/cols before the window that reach it
+  (i0, j0), (hh, ww) = start, size
+  if i0 < ah or j0 < aw:  # the window needs wrapped-around LR rows/cols
+    z = jnp.pad(z, ((0, 0), (ah, 0), (aw, 0), (0, 0)), mode="wrap")
+    i0, j0 = i0 + ah, j0 + aw
+  zs = z[:, i0 - ah:i0 + hh, j0 - aw:j0 + ww]
+  # x[p] = Σ_u W[u] z[(p - u) / 2]: a correlation of the 2-dilated input with the flipped kernel.
+  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2).astype(z.dtype)
+  padding = ((kh - 1 - 2 * ah, 1), (kw - 1 - 2 * aw, 1))
+  return lax.conv_general_dilated(zs, flipped, (1, 1), padding, lhs_dilation=(2, 2),
+                                  dimension_numbers=_DN)
+
+
+def stride2_conv_transpose(y: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The exact adjoint `Cᵀ y` of `stride2_conv`.
+
+  Args:
+    y: LR features `[N, H, W, C_out]`.
+    kernel: `[kh, kw, C_in, C_out]`.
+
+  Returns:
+    HR features `[N, 2H, 2W, C_in]`.
+  """
+  check_kernel(kernel)
+  check_features(y, "y", kernel.shape[3], "C_out")
+  return _stride2_conv_transpose(y, kernel)
+
+
+@jax.jit
+def _stride2_conv_transpose(y, kernel):
+  return transpose_conv_window(y, kernel, (0, 0), y.shape[1:3])
