@@ -34,10 +34,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from inference import machine_info, ms_lapsrn_gflop, rss_mb, run_in_subprocess, time_calls  # noqa: E402
+from inference import (machine_info, ms_lapsrn_gflop, rss_mb, run_in_subprocess, time_calls,  # noqa: E402
+                       unroll_recursions)
 
 SCALES = (2, 4, 8)
 VARIANTS = ("jax-ms", "jax-cms", "torch-nhwc", "torch-nchw")
+EXTRA_VARIANTS = ("jax-ms-unrolled", "jax-cms-unrolled")  # what-if: inference.unroll_recursions()
 SETTINGS = {"b8_p64": (8, 64), "b64_p128": (64, 128)}  # name -> (global batch, HR patch)
 
 
@@ -75,8 +77,10 @@ def _jax_step(variant: str, weights: str, batch_np: dict, batch_size: int):
   from lapsrn_jax.training.state import create_train_state
   from lapsrn_jax.weights import cms_params_from_ms, load_official
 
+  if variant.endswith("-unrolled"):
+    unroll_recursions()
   model, params = load_official(os.path.join(weights, "MSLapSRN_D5R8.mat"))
-  if variant == "jax-cms":
+  if variant.startswith("jax-cms"):
     from lapsrn_jax.models import create_model
 
     model, params = create_model("cms_lapsrn_d5r8_conv3"), cms_params_from_ms(params, tie_to=3)
@@ -153,7 +157,55 @@ def pipeline_worker(spec: dict) -> dict:
   return {**spec, "patches_per_s": rate, "peak_rss_mb": rss_mb()}
 
 
-def summarise(rows: list[dict], pipe: list[dict]) -> str:
+def profile_worker(spec: dict) -> dict:
+  """Forward vs gradient time of the parts of a step, on [n, h, h, 64] features (JAX).
+
+  `block` is the project's `recursive_block` (a `lax.scan` over the R = 8 recursions);
+  `block_unrolled` is the same arithmetic as a Python loop (what `scan(..., unroll=True)` gives).
+  Gradients are w.r.t. the 5 (kernel, bias) pairs and the input, as in training.
+  """
+  import jax
+
+  from lapsrn_jax.models import layers
+  from lapsrn_jax.models.ms_lapsrn import recursive_block
+  from lapsrn_jax.weights import load_official
+
+  _, p = load_official(os.path.join(spec["weights"], "MSLapSRN_D5R8.mat"))
+  n, h = spec["batch"], spec["size"]
+  y = jax.numpy.asarray(np.random.default_rng(0).standard_normal((n, h, h, 64), dtype=np.float32))
+  convs = [(p[f"conv{d}"]["kernel"], p[f"conv{d}"]["bias"]) for d in range(1, 6)]
+
+  def unrolled(source, cs):
+    x = source
+    for _ in range(8):
+      t = x
+      for k, b in cs:
+        t = layers.conv3x3(layers.leaky_relu(t), k, b)
+      x = t + source
+    return x
+
+  parts = {
+      "conv3x3": (lambda a, x: layers.conv3x3(x, *a).sum(), convs[2]),
+      "feature_convT": (lambda a, x: layers.conv_transpose2x(x, a[0], layers.FEATURE_UP_CROP, a[1]).sum(),
+                        (p["upconv"]["kernel"], p["upconv"]["bias"])),
+      "block": (lambda a, x: recursive_block(x, a, 8, "SS").sum(), convs),
+      "block_unrolled": (lambda a, x: unrolled(x, a).sum(), convs),
+  }
+  out = {}
+  for name, (f, a) in parts.items():
+    for mode, fn in (("fwd", jax.jit(f)), ("grad", jax.jit(jax.grad(f, argnums=(0, 1))))):
+      jax.block_until_ready(fn(a, y))
+      times = []
+      for _ in range(spec["repeats"]):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(a, y))
+        times.append(time.perf_counter() - t)
+      out[f"{name}_{mode}"] = statistics.median(times)
+      print(f"  profile {name} {mode}: {out[f'{name}_{mode}']:.4f}s", file=sys.stderr, flush=True)
+  return {**spec, "times": out}
+
+
+def summarise(rows: list[dict], pipe: list[dict], prof: dict | None = None) -> str:
   by = {}
   for r in rows:
     by.setdefault(r["setting"], {})[r["variant"]] = r
@@ -176,9 +228,25 @@ def summarise(rows: list[dict], pipe: list[dict]) -> str:
         f"{f(b / jm if jm else None, '{:.1f}')} | {f(g('jax-ms', 'compile_s'), '{:.1f}')} / "
         f"{f(g('jax-cms', 'compile_s'), '{:.1f}')} | "
         + " / ".join(f(g(k, "peak_rss_mb"), "{:.0f}") for k in VARIANTS) + " |")
+    ex = {k: g(k, "median_s") for k in EXTRA_VARIANTS}
+    if any(ex.values()):
+      lines.append(f"| ↳ what-if, recursions unrolled | | {f(ex['jax-ms-unrolled'])} | {f(ex['jax-cms-unrolled'])} | | | "
+                   f"{f(ex['jax-cms-unrolled'] / ex['jax-ms-unrolled'] if all(ex.values()) else None, '{:.2f}')} | "
+                   f"{f(tb / ex['jax-ms-unrolled'] if tb and ex['jax-ms-unrolled'] else None, '{:.2f}')} | "
+                   f"{f(b / ex['jax-ms-unrolled'] if ex['jax-ms-unrolled'] else None, '{:.1f}')} | "
+                   f"{f(g('jax-ms-unrolled', 'compile_s'), '{:.1f}')} / {f(g('jax-cms-unrolled', 'compile_s'), '{:.1f}')} | "
+                   + " / ".join(f(g(k, "peak_rss_mb"), "{:.0f}") for k in EXTRA_VARIANTS) + " |")
   for r in pipe:
     lines.append(f"\npipeline alone (batch {r['batch']}, {r['patch']}², workers {r['workers']}): "
                  + (f"{r['patches_per_s']:.1f} patches/s" if "error" not in r else f"ERROR {r['error']}"))
+  if prof and "times" in prof:
+    t = prof["times"]
+    lines += ["", f"Profile (JAX, features [{prof['batch']}, {prof['size']}, {prof['size']}, 64], median of "
+              f"{prof['repeats']}): forward / gradient seconds and their ratio", "",
+              "| part | forward s | gradient s | grad / fwd |", "|---|---|---|---|"]
+    for name in ("conv3x3", "feature_convT", "block", "block_unrolled"):
+      lines.append(f"| {name} | {t[name + '_fwd']:.4f} | {t[name + '_grad']:.4f} | "
+                   f"{t[name + '_grad'] / t[name + '_fwd']:.1f} |")
   for r in rows:
     if "error" in r:
       lines.append(f"\nERROR {r['variant']} {r['setting']}: {r['error']}")
@@ -189,8 +257,11 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   parser.add_argument("--pipeline-worker", help=argparse.SUPPRESS)
+  parser.add_argument("--profile-worker", help=argparse.SUPPRESS)
+  parser.add_argument("--no-profile", action="store_true", help="skip the forward/gradient profile of the parts")
   parser.add_argument("--quick", action="store_true", help="only batch 8, 64² patches")
-  parser.add_argument("--variants", default=",".join(VARIANTS))
+  parser.add_argument("--variants", default=",".join(VARIANTS),
+                      help=f"comma-separated from {VARIANTS + EXTRA_VARIANTS}")
   parser.add_argument("--pipeline-workers", default="0,2", help="grain worker counts for the pipeline timing ('' = skip)")
   parser.add_argument("--min-repeats", type=int, default=3)
   parser.add_argument("--target-s", type=float, default=5.0)
@@ -203,6 +274,9 @@ def main(argv=None) -> int:
     return 0
   if args.pipeline_worker:
     print("RESULT " + json.dumps(pipeline_worker(json.loads(args.pipeline_worker))), flush=True)
+    return 0
+  if args.profile_worker:
+    print("RESULT " + json.dumps(profile_worker(json.loads(args.profile_worker))), flush=True)
     return 0
 
   info = {"start": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
@@ -225,16 +299,20 @@ def main(argv=None) -> int:
     r = run_in_subprocess(spec, __file__, "--pipeline-worker")
     pipe.append(r)
     print(f"  pipeline workers={w}: " + (f"{r['patches_per_s']:.1f} patches/s" if "error" not in r else f"ERROR {r['error']}"), flush=True)
+  prof = None
+  if not args.no_profile:  # the x2 chunk of the batch-8 setting: 3 LR patches of 32²
+    prof = run_in_subprocess({"weights": os.path.abspath(args.weights), "batch": 3, "size": 32, "repeats": 3},
+                             __file__, "--profile-worker")
   info["end"] = datetime.datetime.now().isoformat(timespec="seconds")
   info["loadavg_end"] = os.getloadavg()
-  table = summarise(rows, pipe)
+  table = summarise(rows, pipe, prof)
   print(f"\nload at end {info['loadavg_end']}\n\n" + table)
   os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, f"training-{'quick' if args.quick else 'full'}-{info['start'].replace(':', '')}.json")
   with open(path, "w") as f:
-    json.dump({"info": info, "rows": rows, "pipeline": pipe, "table": table}, f, indent=1)
+    json.dump({"info": info, "rows": rows, "pipeline": pipe, "profile": prof, "table": table}, f, indent=1)
   print(f"\nraw results: {path}")
-  return 1 if any("error" in r for r in rows + pipe) else 0
+  return 1 if any("error" in r for r in rows + pipe + ([prof] if prof else [])) else 0
 
 
 if __name__ == "__main__":
