@@ -191,6 +191,14 @@ def profile_worker(spec: dict) -> dict:
       "block": (lambda a, x: recursive_block(x, a, 8, "SS").sum(), convs),
       "block_unrolled": (lambda a, x: unrolled(x, a).sum(), convs),
   }
+  try:  # CMS-LapSRN's upsampler (factorisation + apply), gradient w.r.t. kernel, bias, theta and y
+    from lapsrn_jax.models.cms_lapsrn import softplus_inverse, tied_inverse_upsample
+
+    theta = jax.numpy.asarray(softplus_inverse(1.0), jax.numpy.float32)
+    parts["cms_upsampler"] = (lambda a, x: tied_inverse_upsample(x, a[0], a[1], a[2]).sum(),
+                              (p["conv3"]["kernel"], p["upconv"]["bias"], theta))
+  except ImportError as err:
+    print(f"  profile: no CMS upsampler ({err!r})", file=sys.stderr)
   out = {}
   for name, (f, a) in parts.items():
     for mode, fn in (("fwd", jax.jit(f)), ("grad", jax.jit(jax.grad(f, argnums=(0, 1))))):
@@ -244,7 +252,9 @@ def summarise(rows: list[dict], pipe: list[dict], prof: dict | None = None) -> s
     lines += ["", f"Profile (JAX, features [{prof['batch']}, {prof['size']}, {prof['size']}, 64], median of "
               f"{prof['repeats']}): forward / gradient seconds and their ratio", "",
               "| part | forward s | gradient s | grad / fwd |", "|---|---|---|---|"]
-    for name in ("conv3x3", "feature_convT", "block", "block_unrolled"):
+    for name in ("conv3x3", "feature_convT", "cms_upsampler", "block", "block_unrolled"):
+      if name + "_fwd" not in t:
+        continue
       lines.append(f"| {name} | {t[name + '_fwd']:.4f} | {t[name + '_grad']:.4f} | "
                    f"{t[name + '_grad'] / t[name + '_fwd']:.1f} |")
   for r in rows:
@@ -260,8 +270,10 @@ def main(argv=None) -> int:
   parser.add_argument("--profile-worker", help=argparse.SUPPRESS)
   parser.add_argument("--no-profile", action="store_true", help="skip the forward/gradient profile of the parts")
   parser.add_argument("--quick", action="store_true", help="only batch 8, 64² patches")
-  parser.add_argument("--variants", default=",".join(VARIANTS),
+  parser.add_argument("--variants", default=",".join(VARIANTS + EXTRA_VARIANTS),
                       help=f"comma-separated from {VARIANTS + EXTRA_VARIANTS}")
+  parser.add_argument("--big-variants", default="jax-ms-unrolled,jax-cms-unrolled,torch-nhwc,torch-nchw",
+                      help="variants for batch 64 @ 128² (the scan variants take ~100x a batch-8 step there)")
   parser.add_argument("--pipeline-workers", default="0,2", help="grain worker counts for the pipeline timing ('' = skip)")
   parser.add_argument("--min-repeats", type=int, default=3)
   parser.add_argument("--target-s", type=float, default=5.0)
@@ -285,7 +297,8 @@ def main(argv=None) -> int:
   settings = ["b8_p64"] if args.quick else list(SETTINGS)
   rows, pipe = [], []
   for setting in settings:
-    for variant in [v for v in args.variants.split(",") if v]:
+    chosen = args.variants if setting == "b8_p64" else args.big_variants
+    for variant in [v for v in chosen.split(",") if v]:
       spec = {"variant": variant, "setting": setting, "seed": 7, "weights": os.path.abspath(args.weights),
               "min_repeats": args.min_repeats if setting == "b8_p64" else 2, "target_s": args.target_s}
       r = run_in_subprocess(spec, __file__)
