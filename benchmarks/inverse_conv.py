@@ -10,10 +10,12 @@ same inputs, interleaving the candidates in every round (the machine may be shar
   apply          ops.apply with a cached factor, periodic
   apply sym8     ops.apply with a cached factor, symmetric boundary, pad 8
   one-shot       ops.inverse_conv (factorize + apply), periodic
-Prints a Markdown table of medians (ms) and ratios to convT.
+Prints Markdown tables of medians (ms) and ratios to convT: wall clock, and process CPU time
+(the fairer measure when other jobs share the cores).
 """
 
 import argparse
+import os
 import platform
 import time
 
@@ -47,15 +49,29 @@ def _candidates(kernel, lam, lr):
 
 
 def _time(fns, y, repeats):
+  """Median wall-clock and process-CPU milliseconds per candidate, interleaved rounds."""
   for fn in fns.values():  # compile + warm up
     jax.block_until_ready(fn(y))
-  times = {name: [] for name in fns}
+  wall = {name: [] for name in fns}
+  cpu = {name: [] for name in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
-      start = time.perf_counter()
+      start, start_cpu = time.perf_counter(), time.process_time()
       jax.block_until_ready(fn(y))
-      times[name].append(time.perf_counter() - start)
-  return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+      wall[name].append(time.perf_counter() - start)
+      cpu[name].append(time.process_time() - start_cpu)
+  median = lambda t: {name: 1e3 * float(np.median(v)) for name, v in t.items()}
+  return median(wall), median(cpu)
+
+
+def _table(rows, key):
+  names = list(rows[0][2][key])
+  lines = ["| batch | LR | " + " | ".join(f"{n} ms (×convT)" for n in names) + " |",
+           "|" + "---|" * (2 + len(names))]
+  for batch, lr, med in rows:
+    m = med[key]
+    lines.append(f"| {batch} | {lr} | " + " | ".join(f"{m[n]:.1f} ({m[n] / m['convT']:.2f})" for n in names) + " |")
+  return "\n".join(lines)
 
 
 def main():
@@ -72,23 +88,21 @@ def main():
   kernel = jnp.asarray(rng.standard_normal((3, 3, CHANNELS, CHANNELS)) * np.sqrt(2 / (9 * CHANNELS)),
                        jnp.float32)
   lam = 0.1 * ops.gram_scale(kernel)
-  print(f"jax {jax.__version__}, {jax.devices()[0].platform}, {platform.processor() or platform.machine()}, "
-        f"3x3 {CHANNELS}->{CHANNELS}, float32, median of {repeats} interleaved rounds")
-  names = None
+  with open("/proc/cpuinfo") as f:
+    cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                     platform.processor())
+  print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; jax {jax.__version__} ({jax.devices()[0].platform}); "
+        f"{os.cpu_count()} CPUs, {cpu_model}; load average {os.getloadavg()[0]:.1f}")
+  print(f"3x3 {CHANNELS}->{CHANNELS}, float32, median of {repeats} interleaved rounds")
   rows = []
   for lr in sizes:
     fns = _candidates(kernel, lam, lr)
     for batch in args.batches:
       y = jnp.asarray(rng.standard_normal((batch, lr, lr, CHANNELS)), jnp.float32)
-      med = _time(fns, y, repeats)
-      names = list(med)
-      rows.append((batch, lr, med))
-  header = "| batch | LR | " + " | ".join(f"{n} ms (×convT)" for n in names) + " |"
-  print(header)
-  print("|" + "---|" * (2 + len(names)))
-  for batch, lr, med in rows:
-    cells = [f"{med[n]:.1f} ({med[n] / med['convT']:.2f})" for n in names]
-    print(f"| {batch} | {lr} | " + " | ".join(cells) + " |")
+      wall, cpu = _time(fns, y, repeats)
+      rows.append((batch, lr, {"wall": wall, "cpu": cpu}))
+  print("\nWall clock:\n" + _table(rows, "wall"))
+  print("\nProcess CPU time (all threads):\n" + _table(rows, "cpu"))
 
 
 if __name__ == "__main__":
