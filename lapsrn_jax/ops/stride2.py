@@ -14,6 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -91,8 +92,14 @@ def transpose_conv_window(z: jax.Array, kernel: jax.Array, start: tuple[int, int
 
 # The two convolutions below carry a custom JVP whose kernel tangent is a sum of per-tap matmuls:
 # its transpose (the kernel gradient) is then strided slices + GEMMs. XLA-CPU's own kernel gradient
-# of a strided / lhs-dilated convolution is an rhs-dilated convolution that took 2.3 s for one
-# 80×80×64 LR map pair (batch 2), 20× the forward pass.
+# of a strided / lhs-dilated convolution is an rhs-dilated convolution: for `lax.conv_transpose`
+# at batch 8, LR 64, 64->64 it took 9.7 s against 0.16 s for the forward pass (ours: 0.58 s).
+# Symbolic-zero tangents skip the unused half (e.g. no per-tap matmuls when only `x` is
+# differentiated).
+
+
+def _is_zero(tangent) -> bool:
+  return isinstance(tangent, SymbolicZero)
 
 
 @jax.custom_jvp
@@ -113,13 +120,19 @@ def _stride2_taps(xp, dkernel, out_hw):
   return out
 
 
-@_valid_stride2_conv.defjvp
 def _valid_stride2_conv_jvp(primals, tangents):
   xp, kernel = primals
   dxp, dkernel = tangents
   y = _valid_stride2_conv(xp, kernel)
-  dy = lax.conv_general_dilated(dxp, kernel, (2, 2), "VALID", dimension_numbers=_DN)
-  return y, dy + _stride2_taps(xp, dkernel, y.shape[1:3])
+  dy = jnp.zeros_like(y)
+  if not _is_zero(dxp):
+    dy = dy + lax.conv_general_dilated(dxp, kernel, (2, 2), "VALID", dimension_numbers=_DN)
+  if not _is_zero(dkernel):
+    dy = dy + _stride2_taps(xp, dkernel, y.shape[1:3])
+  return y, dy
+
+
+_valid_stride2_conv.defjvp(_valid_stride2_conv_jvp, symbolic_zeros=True)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -144,13 +157,19 @@ def _transpose_taps(zs, dkernel, shift):
   return out
 
 
-@_dilated_transpose_conv.defjvp
 def _dilated_transpose_conv_jvp(shift, primals, tangents):
   zs, kernel = primals
   dzs, dkernel = tangents
   x = _dilated_transpose_conv(zs, kernel, shift)
-  dx = _dilated_transpose_conv(dzs, kernel, shift) + _transpose_taps(zs, dkernel, shift)
+  dx = jnp.zeros_like(x)
+  if not _is_zero(dzs):
+    dx = dx + _dilated_transpose_conv(dzs, kernel, shift)
+  if not _is_zero(dkernel):
+    dx = dx + _transpose_taps(zs, dkernel, shift)
   return x, dx
+
+
+_dilated_transpose_conv.defjvp(_dilated_transpose_conv_jvp, symbolic_zeros=True)
 
 
 def stride2_conv_transpose(y: jax.Array, kernel: jax.Array) -> jax.Array:
