@@ -1,13 +1,15 @@
 """Quickstart: a small MS-LapSRN trained at 2x on scikit-image's bundled photos (no download).
 
-    python -m lapsrn_jax.train --config configs/quickstart.py --workdir /tmp/lapsrn_quickstart
+    python -m lapsrn_jax.train --config configs/quickstart.py --workdir workdirs/quickstart
 
-MS-LapSRN with a 3-conv block, 1 recursion and 32 channels, 2x only, 64x64 HR patches, batch 16,
-Adam (lr 1e-3, halved at 60% and 80% of the run), validation on the 2 held-out photos (chelsea,
-camera; 256x256 centre crops) every 500 steps.
+MS-LapSRN with a 3-conv block, 1 recursion and 16 channels, 2x only, 48x48 HR patches, batch 16,
+800 Adam steps (lr 1e-3, halved every 300 steps down to 2.5e-4), validation on the 2 held-out
+photos (chelsea, camera; 256x256 centre crops) every 200 steps.
 
-Expected result: RESULT_TBD
-Run time: RUNTIME_TBD
+Expected result (measured 2026-11-25 on the 2-core CPU development machine, jax 0.10.2, other jobs
+running): final validation Y-PSNR at 2x 31.63 dB vs bicubic 30.63 dB (+1.00 dB) on the held-out
+crops (30.89 dB at step 200, 31.59 at step 600).
+Run time: 3 min 32 s wall for the whole command (800 steps at ~2.5-4 step/s, incl. compile).
 """
 
 from lapsrn_jax.training.config import base_config
