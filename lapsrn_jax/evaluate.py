@@ -66,31 +66,12 @@ def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
   return imresize(lr, scale)
 
 
-def _official_path(stem: str, weights_dir) -> pathlib.Path:
-  candidate = pathlib.Path(stem)
-  if candidate.suffix == ".mat" and candidate.is_file():
-    return candidate
-  weights_dir = weights_dir or os.environ.get("LAPSRN_WEIGHTS_DIR")
-  if not weights_dir:
-    raise ValueError(f"model 'official:{stem}' needs the folder of the official .mat files: "
-                     "pass --weights-dir or set LAPSRN_WEIGHTS_DIR")
-  weights_dir = pathlib.Path(weights_dir)
-  if not weights_dir.is_dir():
-    raise ValueError(f"weights folder {str(weights_dir)!r} does not exist")
-  path = weights_dir / (stem if stem.endswith(".mat") else f"{stem}.mat")
-  if not path.is_file():
-    found = sorted(p.stem for p in weights_dir.glob("*.mat") if not p.stem.endswith("_opts"))
-    raise ValueError(f"no official weights {path.name!r} in {str(weights_dir)!r}; "
-                     f"available: {', '.join(found) or 'none'}")
-  return path
-
-
 def load_official_model(stem: str, *, weights_dir=None) -> Model:
   """`official:<stem>`: `weights.load_official` + `inference.super_resolve` (imported lazily)."""
-  path = _official_path(stem, weights_dir)
   from lapsrn_jax.inference import super_resolve  # pylint: disable=import-outside-toplevel
-  from lapsrn_jax.weights import load_official  # pylint: disable=import-outside-toplevel
+  from lapsrn_jax.weights import load_official, official_path  # pylint: disable=import-outside-toplevel
 
+  path = official_path(stem, weights_dir)
   net, params = load_official(path)
   return Model(f"official:{path.stem}", lambda lr, scale: super_resolve(net, params, lr, scale))
 

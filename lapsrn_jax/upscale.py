@@ -31,7 +31,6 @@ stderr; the others are still processed), 2 for bad arguments (a missing input, a
 
 import argparse
 import dataclasses
-import os
 import pathlib
 import sys
 from collections.abc import Callable, Sequence
@@ -54,25 +53,6 @@ WindowFn = Callable[[np.ndarray], np.ndarray]  # [N, h, w, 1] Y -> [N, s*h, s*w,
 
 
 # ------------------------------------------------------------------------------------ the model
-def _official_path(stem: str, weights_dir) -> pathlib.Path:
-  candidate = pathlib.Path(stem)
-  if candidate.suffix == ".mat" and candidate.is_file():
-    return candidate
-  weights_dir = weights_dir or os.environ.get("LAPSRN_WEIGHTS_DIR")
-  if not weights_dir:
-    raise ValueError(f"model '{OFFICIAL}{stem}' needs the folder of the official .mat files: "
-                     "pass --weights-dir or set LAPSRN_WEIGHTS_DIR")
-  weights_dir = pathlib.Path(weights_dir)
-  if not weights_dir.is_dir():
-    raise ValueError(f"weights folder {str(weights_dir)!r} does not exist")
-  path = weights_dir / (stem if stem.endswith(".mat") else f"{stem}.mat")
-  if not path.is_file():
-    found = sorted(p.stem for p in weights_dir.glob("*.mat") if not p.stem.endswith("_opts"))
-    raise ValueError(f"no official weights {path.name!r} in {str(weights_dir)!r}; "
-                     f"available: {', '.join(found) or 'none'}")
-  return path
-
-
 def load_model(spec: str, *, weights_dir=None):
   """`(model, params)` for `official:<stem>` (or `official:<file.mat>`) or a training workdir.
 
@@ -84,9 +64,9 @@ def load_model(spec: str, *, weights_dir=None):
     stem = spec[len(OFFICIAL):]
     if not stem:
       raise ValueError(f"'{OFFICIAL}' needs the weights' file stem, e.g. {OFFICIAL}MSLapSRN_D5R8")
-    from lapsrn_jax.weights import load_official  # pylint: disable=import-outside-toplevel
+    from lapsrn_jax.weights import load_official, official_path  # pylint: disable=import-outside-toplevel
 
-    return load_official(_official_path(stem, weights_dir))
+    return load_official(official_path(stem, weights_dir))
   path = pathlib.Path(spec)
   if not spec or not path.exists():
     raise ValueError(f"unknown model {spec!r}: use {OFFICIAL}<stem> (e.g. {OFFICIAL}MSLapSRN_D5R8) "
