@@ -4,16 +4,19 @@
     python -m lapsrn_jax.train --config configs/ms_lapsrn_d5r8.py --workdir runs/ms_lapsrn_d5r8
 
 291 training images (T91 + BSDS200), 128x128 HR patches, batch 64 split over scales 2/4/8
-(22/22/20),
-scale augmentation 0.5-1.0, rot90 + flips, Charbonnier (eps 1e-3) summed over pixels and levels and
-divided by the batch, SGD momentum 0.9, lr 1e-5 halved every 100 epochs of 1000 iterations down to
-1e-6, bias lr x0.1, coupled weight decay 5e-4, 1000 epochs (1M steps); validation on BSDS100.
+(22/22/20), scale augmentation 0.5-1.0, rot90 + flips, Charbonnier (eps 1e-3) summed over pixels
+and levels and divided by the batch, SGD momentum 0.9, lr 1e-5 halved every 100 epochs of 1000
+iterations down to 1e-6, bias lr x0.1, coupled weight decay 5e-4, 1000 epochs (1M steps);
+validation on BSDS100 (256x256 centre crops, every 10k steps).
 
 Expected result: the released MSLapSRN_D5R8 weights score 37.78 / 31.74 / 26.34 dB on Set5 at
 2x / 4x / 8x (paper protocol, `python -m lapsrn_jax.evaluate`); a full run of this recipe should
-land near them (not verified: a full run was not done here). Run time: one step (batch 64, 128^2) took
-~6.6 s on a shared 2-core CPU (~77 days for 1M steps); use an accelerator (see the README's
-scale-out notes).
+land near them (not verified here: no full run was done).
+Run time: measured on a shared 2-core CPU (batch 64, 128x128, after compile): more than 49 minutes
+per step with lapsrn_jax.models at commit 3994027 (conv gradients inside its lax.scan over the
+recursions and its lhs-dilated transposed conv hit slow XLA:CPU paths), 49 s per step with both
+replaced (unrolled recursions, stride-2-conv VJP for the transposed conv); 1M steps need
+accelerators (see the README's scale-out notes; not measured on one here).
 """
 
 from lapsrn_jax.training.config import base_config

@@ -2,16 +2,18 @@
 
     python -m lapsrn_jax.train --config configs/quickstart.py --workdir workdirs/quickstart
 
-MS-LapSRN with a 3-conv block, 1 recursion and 16 channels, 2x only, 48x48 HR patches, batch 16,
-800 Adam steps (lr 1e-3, halved every 300 steps down to 2.5e-4), validation on the 2 held-out
-photos (chelsea, camera; 256x256 centre crops) every 200 steps.
+MS-LapSRN with a 3-conv block, 1 recursion and 16 channels (9,601 parameters), 2x only, 48x48 HR
+patches, batch 16, 800 Adam steps (lr 1e-3, halved at steps 300 and 600), validation on the 2
+held-out photos (chelsea, camera; 256x256 centre crops) every 200 steps.
 
 Expected result (measured 2026-11-25 on the 2-core CPU development machine, jax 0.10.2, other jobs
 running): final validation Y-PSNR at 2x 31.63 dB vs bicubic 30.63 dB (+1.00 dB) on the held-out
 crops (30.89 dB at step 200, 31.59 at step 600); on Set5 2x with the paper protocol
 (`python -m lapsrn_jax.evaluate --model workdirs/quickstart --data-dir $LAPSRN_DATA_DIR --sets Set5
 --scales 2`) 35.324 / 0.9455 vs bicubic 33.687 / 0.9307.
-Run time: 3 min 32 s wall for the whole command (800 steps at ~2.5-4 step/s, incl. compile).
+Validation SSIM 0.890 vs bicubic 0.864. A second run (same seed) gave the same numbers.
+Run time: 3 min 32 s wall for the whole command (800 steps at ~2.5-4 step/s, incl. compile); at
+load average ~10 (other engineers' jobs) 600 steps took 5 min 47 s.
 """
 
 from lapsrn_jax.training.config import base_config
