@@ -16,7 +16,9 @@ Run time: measured on a shared 2-core CPU (batch 64, 128x128, after compile): mo
 per step with lapsrn_jax.models at commit 3994027 (conv gradients inside its lax.scan over the
 recursions and its lhs-dilated transposed conv hit slow XLA:CPU paths), 49 s per step with both
 replaced (unrolled recursions, stride-2-conv VJP for the transposed conv); 1M steps need
-accelerators (see the README's scale-out notes; not measured on one here).
+accelerators (see the README's scale-out notes; not measured on one here). Since commit 7376c83 the
+models unroll the recursions (135 s per step measured with that change alone); the faster
+transposed-conv gradient is not in the models yet.
 """
 
 from lapsrn_jax.training.config import base_config
