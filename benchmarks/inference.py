@@ -1,7 +1,7 @@
 """Inference throughput: lapsrn-jax MS-LapSRN D5R8 and CMS-LapSRN (conv3) vs PyTorch MS-LapSRN.
 
 Every (variant, scale, LR size, batch) runs in its own subprocess, so that its peak RSS
-(`getrusage(RUSAGE_SELF).ru_maxrss` of that process: imports + weights + compile + runs) is clean.
+(VmHWM of that process: imports + weights + compile + runs) is clean.
 Variants: `jax-ms` (load_official), `jax-cms` (create_model("cms_lapsrn_d5r8_conv3") with
 cms_params_from_ms(..., tie_to=3): the MS weights, rho = 1), `torch-nhwc` / `torch-nchw`
 (benchmarks/torch_reference.py, `torch.inference_mode`, `torch.set_num_threads(os.cpu_count())`;
@@ -43,7 +43,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ("jax-ms", "jax-cms", "jax-cms-cached", "torch-nhwc", "torch-nchw")
-EXTRA_VARIANTS = ("jax-ms-unrolled", "jax-cms-unrolled")  # what-if, see unroll_recursions()
 FULL = {"scales": (2, 4, 8), "sizes": (64, 128, 256), "batches": (1, 8)}
 QUICK_CONFIGS = ((2, 64, 1), (2, 64, 8), (2, 128, 8), (4, 64, 1))  # (scale, LR size, batch)
 
@@ -79,6 +78,18 @@ def machine_info() -> dict:
 
 
 def rss_mb() -> float:
+  """Peak resident set of this process in MB: VmHWM of /proc/self/status (Linux).
+
+  Not `ru_maxrss`: Linux carries the parent's high-water mark at fork into the child's ru_maxrss,
+  so a child of a big driver would report the driver's peak.
+  """
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024.0  # kB
+  except OSError:
+    pass
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
@@ -92,33 +103,9 @@ def time_calls(call, first_s: float, min_repeats: int, target_s: float, max_repe
   return times
 
 
-def unroll_recursions() -> None:
-  """What-if: replaces `recursive_block` (a `lax.scan` over the recursions) by a Python loop with
-  the same arithmetic, in the MS- and CMS-LapSRN modules of this process (the "-unrolled" variants).
-
-  XLA-CPU runs convolutions inside a while-loop body much slower than the same convolutions
-  unrolled, above all their gradients (jax-ml/jax#12868); see benchmarks/RESULTS.md.
-  """
-  from lapsrn_jax.models import cms_lapsrn, layers, ms_lapsrn
-
-  def recursive_block(source, convs, recursions, skip):
-    x = source
-    for _ in range(recursions):
-      h = x
-      for kernel, bias in convs:
-        h = layers.conv3x3(layers.leaky_relu(h), kernel, bias)
-      x = h + source if skip == "SS" else (h + x if skip == "DS" else h)
-    return x
-
-  ms_lapsrn.recursive_block = recursive_block
-  cms_lapsrn.recursive_block = recursive_block
-
-
 def _jax_setup(variant: str, scale: int, weights: str):
   import jax
 
-  if variant.endswith("-unrolled"):
-    unroll_recursions()
 
   from lapsrn_jax.weights import cms_params_from_ms, load_official
 
@@ -266,18 +253,6 @@ def summarise(rows: list[dict]) -> str:
     lines.append(f"| {s}x | {n}² | {b} | {join(VARIANTS[:3], 'compile_s', '{:.2f}')} | "
                  f"{join(('jax-ms', 'jax-cms', 'torch-nhwc', 'torch-nchw'), 'first_call_s', '{:.3f}')} | "
                  f"{join(VARIANTS, 'peak_rss_mb', '{:.0f}')} |")
-  if any(r["variant"] in EXTRA_VARIANTS for r in rows):
-    lines += ["", "What-if, recursions unrolled (`unroll_recursions`):", "",
-              "| scale | LR | batch | JAX MS s | JAX MS unrolled s | MS speed-up | JAX CMS s | JAX CMS unrolled s | "
-              "CMS speed-up | Torch best / JAX MS unrolled |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for (s, n, b), v in sorted(by_cfg.items()):
-      med = lambda k: v[k].get("median_s") if k in v else None
-      ratio = lambda a, c: _fmt(a / c if a and c else None, "{:.2f}")
-      tb = min((t for t in (med("torch-nhwc"), med("torch-nchw")) if t), default=None)
-      lines.append(f"| {s}x | {n}² | {b} | {_fmt(med('jax-ms'))} | {_fmt(med('jax-ms-unrolled'))} | "
-                   f"{ratio(med('jax-ms'), med('jax-ms-unrolled'))} | {_fmt(med('jax-cms'))} | "
-                   f"{_fmt(med('jax-cms-unrolled'))} | {ratio(med('jax-cms'), med('jax-cms-unrolled'))} | "
-                   f"{ratio(tb, med('jax-ms-unrolled'))} |")
   diffs = [r["max_abs_diff_vs_model"] for r in rows if "max_abs_diff_vs_model" in r]
   if diffs:
     lines.append(f"\nCMS cached vs model output: max |diff| = {max(diffs):.2e} over {len(diffs)} configurations")
@@ -313,8 +288,8 @@ def main(argv=None) -> int:
       print("MISMATCH between the PyTorch reference and lapsrn_jax: not benchmarking")
       return 1
   variants = [v for v in args.variants.split(",") if v]
-  if unknown := set(variants) - set(VARIANTS + EXTRA_VARIANTS):
-    parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS + EXTRA_VARIANTS}")
+  if unknown := set(variants) - set(VARIANTS):
+    parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
   info = {"start": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
           **machine_info()}
   print(f"# {info['start']}  {info['cpu']} x{info['cpu_count']}  load {info['loadavg']}", flush=True)

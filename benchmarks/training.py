@@ -8,7 +8,7 @@ The PyTorch step is the same objective with `torch.optim.SGD(momentum=0.9, weigh
 (no bias multiplier: same arithmetic, different constants) on benchmarks/torch_reference.py.
 Batches are synthetic (seeded uniform [0, 1]) with exactly the pipeline's shapes: the global batch is
 split over scales 2/4/8 in contiguous chunks (batch 64 -> 22/22/20), patch P -> LR P/s.
-Each (variant, setting) runs in its own subprocess (peak RSS = `ru_maxrss` of that process).
+Each (variant, setting) runs in its own subprocess (peak RSS = VmHWM of that process).
 Times: compile (`lower().compile()`, JAX), first step, then the median of the timed steps.
 
 The pipeline (`lapsrn_jax.data.benchmark.patches_per_second`: real T91 + BSDS200 images, scale
@@ -34,12 +34,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from inference import (machine_info, ms_lapsrn_gflop, rss_mb, run_in_subprocess, time_calls,  # noqa: E402
-                       unroll_recursions)
+from inference import machine_info, ms_lapsrn_gflop, rss_mb, run_in_subprocess, time_calls  # noqa: E402
 
 SCALES = (2, 4, 8)
 VARIANTS = ("jax-ms", "jax-cms", "torch-nhwc", "torch-nchw")
-EXTRA_VARIANTS = ("jax-ms-unrolled", "jax-cms-unrolled")  # what-if: inference.unroll_recursions()
 SETTINGS = {"b8_p64": (8, 64), "b64_p128": (64, 128)}  # name -> (global batch, HR patch)
 
 
@@ -77,8 +75,6 @@ def _jax_step(variant: str, weights: str, batch_np: dict, batch_size: int):
   from lapsrn_jax.training.state import create_train_state
   from lapsrn_jax.weights import cms_params_from_ms, load_official
 
-  if variant.endswith("-unrolled"):
-    unroll_recursions()
   model, params = load_official(os.path.join(weights, "MSLapSRN_D5R8.mat"))
   if variant.startswith("jax-cms"):
     from lapsrn_jax.models import create_model
@@ -160,8 +156,10 @@ def pipeline_worker(spec: dict) -> dict:
 def profile_worker(spec: dict) -> dict:
   """Forward vs gradient time of the parts of a step, on [n, h, h, 64] features (JAX).
 
-  `block` is the project's `recursive_block` (a `lax.scan` over the R = 8 recursions);
-  `block_unrolled` is the same arithmetic as a Python loop (what `scan(..., unroll=True)` gives).
+  `block` is the project's `recursive_block` (`lax.scan(..., unroll=True)` over the R = 8
+  recursions); `block_rolled` is the same scan without unrolling, kept to show why the project
+  unrolls: XLA-CPU runs convolutions in a while-loop body slowly, above all their gradients
+  (jax-ml/jax#12868).
   Gradients are w.r.t. the 5 (kernel, bias) pairs and the input, as in training.
   """
   import jax
@@ -175,21 +173,20 @@ def profile_worker(spec: dict) -> dict:
   y = jax.numpy.asarray(np.random.default_rng(0).standard_normal((n, h, h, 64), dtype=np.float32))
   convs = [(p[f"conv{d}"]["kernel"], p[f"conv{d}"]["bias"]) for d in range(1, 6)]
 
-  def unrolled(source, cs):
-    x = source
-    for _ in range(8):
-      t = x
+  def rolled(source, cs):
+    def body(x, _):
+      h = x
       for k, b in cs:
-        t = layers.conv3x3(layers.leaky_relu(t), k, b)
-      x = t + source
-    return x
+        h = layers.conv3x3(layers.leaky_relu(h), k, b)
+      return h + source, None
+    return jax.lax.scan(body, source, None, length=8)[0]
 
   parts = {
       "conv3x3": (lambda a, x: layers.conv3x3(x, *a).sum(), convs[2]),
       "feature_convT": (lambda a, x: layers.conv_transpose2x(x, a[0], layers.FEATURE_UP_CROP, a[1]).sum(),
                         (p["upconv"]["kernel"], p["upconv"]["bias"])),
       "block": (lambda a, x: recursive_block(x, a, 8, "SS").sum(), convs),
-      "block_unrolled": (lambda a, x: unrolled(x, a).sum(), convs),
+      "block_rolled": (lambda a, x: rolled(x, a).sum(), convs),
   }
   try:  # CMS-LapSRN's upsampler (factorisation + apply), gradient w.r.t. kernel, bias, theta and y
     from lapsrn_jax.models.cms_lapsrn import softplus_inverse, tied_inverse_upsample
@@ -236,14 +233,6 @@ def summarise(rows: list[dict], pipe: list[dict], prof: dict | None = None) -> s
         f"{f(b / jm if jm else None, '{:.1f}')} | {f(g('jax-ms', 'compile_s'), '{:.1f}')} / "
         f"{f(g('jax-cms', 'compile_s'), '{:.1f}')} | "
         + " / ".join(f(g(k, "peak_rss_mb"), "{:.0f}") for k in VARIANTS) + " |")
-    ex = {k: g(k, "median_s") for k in EXTRA_VARIANTS}
-    if any(ex.values()):
-      lines.append(f"| ↳ what-if, recursions unrolled | | {f(ex['jax-ms-unrolled'])} | {f(ex['jax-cms-unrolled'])} | | | "
-                   f"{f(ex['jax-cms-unrolled'] / ex['jax-ms-unrolled'] if all(ex.values()) else None, '{:.2f}')} | "
-                   f"{f(tb / ex['jax-ms-unrolled'] if tb and ex['jax-ms-unrolled'] else None, '{:.2f}')} | "
-                   f"{f(b / ex['jax-ms-unrolled'] if ex['jax-ms-unrolled'] else None, '{:.1f}')} | "
-                   f"{f(g('jax-ms-unrolled', 'compile_s'), '{:.1f}')} / {f(g('jax-cms-unrolled', 'compile_s'), '{:.1f}')} | "
-                   + " / ".join(f(g(k, "peak_rss_mb"), "{:.0f}") for k in EXTRA_VARIANTS) + " |")
   for r in pipe:
     lines.append(f"\npipeline alone (batch {r['batch']}, {r['patch']}², workers {r['workers']}): "
                  + (f"{r['patches_per_s']:.1f} patches/s" if "error" not in r else f"ERROR {r['error']}"))
@@ -252,7 +241,7 @@ def summarise(rows: list[dict], pipe: list[dict], prof: dict | None = None) -> s
     lines += ["", f"Profile (JAX, features [{prof['batch']}, {prof['size']}, {prof['size']}, 64], median of "
               f"{prof['repeats']}): forward / gradient seconds and their ratio", "",
               "| part | forward s | gradient s | grad / fwd |", "|---|---|---|---|"]
-    for name in ("conv3x3", "feature_convT", "cms_upsampler", "block", "block_unrolled"):
+    for name in ("conv3x3", "feature_convT", "cms_upsampler", "block", "block_rolled"):
       if name + "_fwd" not in t:
         continue
       lines.append(f"| {name} | {t[name + '_fwd']:.4f} | {t[name + '_grad']:.4f} | "
@@ -270,10 +259,7 @@ def main(argv=None) -> int:
   parser.add_argument("--profile-worker", help=argparse.SUPPRESS)
   parser.add_argument("--no-profile", action="store_true", help="skip the forward/gradient profile of the parts")
   parser.add_argument("--quick", action="store_true", help="only batch 8, 64² patches")
-  parser.add_argument("--variants", default=",".join(VARIANTS + EXTRA_VARIANTS),
-                      help=f"comma-separated from {VARIANTS + EXTRA_VARIANTS}")
-  parser.add_argument("--big-variants", default="jax-ms-unrolled,jax-cms-unrolled,torch-nhwc,torch-nchw",
-                      help="variants for batch 64 @ 128² (the scan variants take ~100x a batch-8 step there)")
+  parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated from {VARIANTS}")
   parser.add_argument("--pipeline-workers", default="0,2", help="grain worker counts for the pipeline timing ('' = skip)")
   parser.add_argument("--min-repeats", type=int, default=3)
   parser.add_argument("--target-s", type=float, default=5.0)
@@ -297,8 +283,7 @@ def main(argv=None) -> int:
   settings = ["b8_p64"] if args.quick else list(SETTINGS)
   rows, pipe = [], []
   for setting in settings:
-    chosen = args.variants if setting == "b8_p64" else args.big_variants
-    for variant in [v for v in chosen.split(",") if v]:
+    for variant in [v for v in args.variants.split(",") if v]:
       spec = {"variant": variant, "setting": setting, "seed": 7, "weights": os.path.abspath(args.weights),
               "min_repeats": args.min_repeats if setting == "b8_p64" else 2, "target_s": args.target_s}
       r = run_in_subprocess(spec, __file__)
