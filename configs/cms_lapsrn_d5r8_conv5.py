@@ -1,24 +1,24 @@
-"""CMS-LapSRN D5R8 (feature upsampler tied to conv5 of the block), official MS-LapSRN recipe.
+"""CMS-LapSRN D5R8, feature upsampler tied to conv5 of the block: the fine-tuning recipe.
 
+    export LAPSRN_DATA_DIR=/path/to/data LAPSRN_WEIGHTS_DIR=/path/to/weights
     python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv5.py --workdir runs/cms_conv5
-    # fine-tune from the converted official MS-LapSRN D5R8 weights instead of training from scratch:
-    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv5.py \
-        --workdir runs/cms_conv5_ft \
-        --config.init_from=official:MSLapSRN_D5R8     # needs LAPSRN_WEIGHTS_DIR
+    # variants (config arg, comma-separated): official SGD instead of Adam; an ablation; from scratch
+    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv5.py:sgd --workdir runs/cms_conv5_sgd
+    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv5.py:pad0 --workdir runs/cms_conv5_pad0
+    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv5.py:scratch --workdir runs/cms_conv5_scratch
 
-Same data, loss, optimiser and schedule as configs/ms_lapsrn_d5r8.py; only the model differs (the
-transposed-conv upsampler is replaced by the regularised Fourier inverse of the stride-2 conv with
-the tied kernel conv5, 185,938 parameters). Expected result: the seed poster reports CMS-LapSRN
-(conv5) within ~0.1 dB of MS-LapSRN (evaluation.md) -- not reproduced here.
-Run time: measured for conv3 on a shared 2-core CPU (batch 64, 128x128, after a 31 s compile):
-73 s per step with the recursions unrolled (49 s for MS-LapSRN D5R8 the same way); with the
-lax.scan of lapsrn_jax.models at commit 3994027 a step takes far longer (see ms_lapsrn_d5r8.py).
+Starts from the official MS-LapSRN D5R8 weights converted for CMS-LapSRN (upconv kernel dropped,
+the upsampler reads conv5's kernel; 185,938 parameters), fits the tied upsampler to the old
+upconv's features (stage 1, 300 Adam steps on 64 real patches), then fine-tunes end to end with the
+official data and loss (291 images, 128-px patches, batch 64 over 2x/4x/8x, Charbonnier) and Adam
+(lr 1e-4 halved every 1000 steps); validation on BSDS100 crops every 250 steps and at step 0.
+Add `--config.train.max_seconds=N` to stop (and checkpoint) after N seconds; the same command
+resumes. Fields and ablation names: `lapsrn_jax.training.config.cms_finetune_config`.
+Expected result and measured runs (steps, machine): RESULTS.md at the top of the repository.
 """
 
-from lapsrn_jax.training.config import base_config
+from lapsrn_jax.training.config import cms_finetune_config
 
 
-def get_config():
-  config = base_config()
-  config.model.name = "cms_lapsrn_d5r8_conv5"  # upsampler tied to conv5
-  return config
+def get_config(arg=None):
+  return cms_finetune_config(tie_to=5, arg=arg)

@@ -11,12 +11,20 @@ stopped unless `tau_grad`), and the solve uses a symmetric boundary of `pad` LR 
 (`lapsrn_jax.ops`). As `rho -> inf` the upsampler tends to the transposed conv with the tied
 kernel (MS-LapSRN with `upconv.kernel := conv{tie_to}.kernel`); as `rho -> 0`, to `tau C^+`.
 
+Ablation switches (fields of `CMSLapSRN`, passed on by `make_upsamplers`): `fixed_rho > 0` uses
+that constant instead of the learned rho (`inf`: the tied transposed conv itself, the limit), and
+`upsampler_kernel_grad=False` stops the upsampler's gradient to the tied kernel (it then learns
+from the recursive block alone).
+
 All grid sizes of one call are factorised in ONE `ops.factorize_many` call (one factor per
 level, shared by the whole batch): see the XLA-CPU hang pitfall in the design notes.
 """
 
+import math
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lapsrn_jax import ops
@@ -46,6 +54,24 @@ def apply_tied_inverse(factor, y: jax.Array, rho: jax.Array, tau: jax.Array,
   """
   x = ops.apply(factor, y)
   return ((1 + rho) * tau).astype(x.dtype) * x + bias.astype(x.dtype)
+
+
+def make_upsamplers(kernel: jax.Array, theta: jax.Array, bias: jax.Array, grids, *, pad: int = 8,
+                    tau_grad: bool = False, fixed_rho: float = 0.0) -> list:
+  """The tied upsampler of each LR grid in `grids` (`[(h, w), ...]`): callables `y -> up(y)`.
+
+  `y` `[N, h, w, F]` -> `[N, 2h, 2w, F]`. One `ops.factorize_many` call for all grids (the
+  XLA-CPU hang pitfall, inverse_conv.md). `fixed_rho`: 0 = `softplus(theta)` (learned); > 0 =
+  that constant; `inf` = the tied MatConvNet transposed conv (the `rho -> inf` limit; no solve).
+  """
+  if fixed_rho == math.inf:
+    up = lambda y: layers.conv_transpose2x(y, kernel, layers.FEATURE_UP_CROP, bias)
+    return [up] * len(grids)
+  rho, tau = rho_tau(kernel, theta, tau_grad)
+  if fixed_rho:
+    rho = jnp.asarray(fixed_rho, rho.dtype)
+  factors = ops.factorize_many(kernel, rho * tau, list(grids), boundary="symmetric", pad=pad)
+  return [lambda y, f=f: apply_tied_inverse(f, y, rho, tau, bias) for f in factors]
 
 
 def tied_inverse_upsample(y: jax.Array, kernel: jax.Array, bias: jax.Array, theta: jax.Array, *,
@@ -91,6 +117,8 @@ class CMSLapSRN(nn.Module):
   rho_init: float = 1.0
   tau_grad: bool = False
   features: int = 64
+  fixed_rho: float = 0.0  # ablation: > 0 = this rho instead of the learned one; inf = tied convT
+  upsampler_kernel_grad: bool = True  # ablation: False = no gradient from the upsampler to the kernel
 
   def setup(self):
     check_config(self.depth, self.recursions, self.skip)
@@ -99,6 +127,8 @@ class CMSLapSRN(nn.Module):
                        f"got {self.tie_to}")
     if self.pad < 0:
       raise ValueError(f"pad must be >= 0, got {self.pad}")
+    if not self.fixed_rho >= 0:
+      raise ValueError(f"fixed_rho must be 0 (learned rho), > 0 or inf, got {self.fixed_rho}")
     f = self.features
     self.input_conv = layers.Conv(1, f, kernel_init=layers.input_normal)
     self.convs = [layers.Conv(f, f, name=f"conv{i + 1}") for i in range(self.depth)]
@@ -119,12 +149,12 @@ class CMSLapSRN(nn.Module):
     n = layers.num_levels(scale)
     h, w = lr.shape[1:3]
     kernel = self.tied_kernel()
-    rho, tau = rho_tau(kernel, self.upconv.theta, self.tau_grad)
+    if not self.upsampler_kernel_grad:
+      kernel = jax.lax.stop_gradient(kernel)
     # One factorisation call for every grid size of this call (one per level, whole batch).
-    factors = ops.factorize_many(kernel, rho * tau, [(h << l, w << l) for l in range(n)],
-                                 boundary="symmetric", pad=self.pad)
-
-    def upsample(level, y):
-      return apply_tied_inverse(factors[level], y, rho, tau, self.upconv.bias)
+    ups = make_upsamplers(kernel, self.upconv.theta, self.upconv.bias,
+                          [(h << l, w << l) for l in range(n)], pad=self.pad,
+                          tau_grad=self.tau_grad, fixed_rho=self.fixed_rho)
+    upsample = lambda level, y: ups[level](y)
 
     return pyramid(lr, n, self.input_conv, self.block, upsample, self.residual_conv, self.img_up)

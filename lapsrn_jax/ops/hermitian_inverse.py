@@ -21,7 +21,7 @@ def _t(x):
 
 def _mul(a, b):
   """Complex matmul on `(re, im)` pairs (one complex dot: fewer ops to compile than 4 real)."""
-  out = lax.complex(*a) @ lax.complex(*b)
+  out = jnp.matmul(lax.complex(*a), lax.complex(*b), precision=lax.Precision.HIGHEST)
   return out.real, out.imag
 
 

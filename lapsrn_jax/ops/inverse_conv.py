@@ -35,6 +35,10 @@ from jax import lax
 from lapsrn_jax.ops.hermitian_inverse import hermitian_inverse
 from lapsrn_jax.ops.stride2 import check_features, check_kernel, transpose_conv_window
 
+# Full float32 matmuls in the solve: GPUs default to TF32 (10-bit mantissa) and TPUs to bf16
+# passes, too coarse for (G + lam I)^-1 when lam is small. No effect on CPU.
+_EXACT = lax.Precision.HIGHEST
+
 BOUNDARIES = ("periodic", "symmetric")
 
 
@@ -124,8 +128,8 @@ def _gram_taps(kernel: jax.Array) -> tuple[list[tuple[int, int]], jax.Array, jax
       w_t = kernel[d1:, max(d2, 0):kw + min(d2, 0)]
       w_shift = kernel[:kh - d1, max(-d2, 0):kw - max(d2, 0)]
       offsets.append((s1, s2))
-      taps.append(jnp.einsum("abco,abcp->op", w_t, w_shift))
-  a0 = jnp.einsum("abco,abcp->op", kernel, kernel)
+      taps.append(jnp.einsum("abco,abcp->op", w_t, w_shift, precision=_EXACT))
+  a0 = jnp.einsum("abco,abcp->op", kernel, kernel, precision=_EXACT)
   taps = jnp.stack(taps) if taps else jnp.zeros((0,) + a0.shape, a0.dtype)
   return offsets, a0, taps
 
@@ -153,8 +157,8 @@ def _gram_spectrum(a0, taps, offsets, grids):
   gr, gi = [], []
   for grid in grids:
     cos, sin = _phase_tables(offsets, grid, a0.dtype)
-    gr.append(a0 + jnp.dot(cos, sym).reshape(-1, c, c))
-    gi.append(jnp.dot(sin, anti).reshape(-1, c, c))
+    gr.append(a0 + jnp.dot(cos, sym, precision=_EXACT).reshape(-1, c, c))
+    gi.append(jnp.dot(sin, anti, precision=_EXACT).reshape(-1, c, c))
   return jnp.concatenate(gr), jnp.concatenate(gi)
 
 
@@ -222,7 +226,7 @@ def _precondition(y: jax.Array, inverse: jax.Array) -> jax.Array:
   wf = wp // 2 + 1
   spec = jnp.fft.rfft2(jnp.transpose(y, (0, 3, 1, 2)))  # [N, C, Hp, Wf]
   rows = spec.transpose(2, 3, 0, 1).reshape(hp * wf, n, c)  # [F, N, C]
-  spec_z = (rows @ inverse).reshape(hp, wf, n, c).transpose(2, 3, 0, 1)
+  spec_z = jnp.matmul(rows, inverse, precision=_EXACT).reshape(hp, wf, n, c).transpose(2, 3, 0, 1)
   return jnp.fft.irfft2(spec_z, s=(hp, wp)).transpose(0, 2, 3, 1)
 
 

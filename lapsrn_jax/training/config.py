@@ -5,6 +5,7 @@ before any work starts (`python -m lapsrn_jax.train` also rejects unknown keys: 
 locked).
 """
 
+import math
 import os
 
 import ml_collections
@@ -52,6 +53,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every = 100  # Steps between train-metric records (metrics.jsonl, TensorBoard).
   c.train.progress_bar = True  # tqdm bar with step/s and loss (process 0 only).
   c.train.distributed = False  # jax.distributed.initialize() first (multi-host: TPU pods, ...).
+  # Wall-clock budget of this invocation in seconds (0 = none): when spent, the run validates,
+  # checkpoints and returns early; running the same command again resumes towards num_steps.
+  c.train.max_seconds = 0.0
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "sgd"  # "sgd" (with momentum, official) or "adam".
@@ -63,16 +67,82 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.weight_decay = 5e-4  # Coupled L2 (added to the gradient), on weights and biases.
   c.optim.bias_lr_multiplier = 0.1  # Learning-rate multiplier of biases (official: 0.1).
 
+  # Stage 1 of the CMS fine-tuning recipe (used only when a CMS-LapSRN model starts from MS-LapSRN
+  # .mat weights via init_from): fit the tied upsampler to the MS upconv's output features on one
+  # batch of training patches (lapsrn_jax.training.upsampler_fit), before step 1.
+  c.upsampler_fit = ml_collections.ConfigDict()
+  c.upsampler_fit.steps = 0  # Full-batch Adam steps (0 = no stage 1: start from the conversion).
+  c.upsampler_fit.patches = 32  # Training patches in the batch (split over `scales`).
+  c.upsampler_fit.patch_size = 64  # HR patch side; divisible by max(scales).
+  c.upsampler_fit.scales = (2, 4)  # Scales whose levels provide the LR features.
+  c.upsampler_fit.learning_rate = 3e-2  # Adam learning rate of theta and the bias.
+  c.upsampler_fit.train_kernel = True  # Also fit the tied conv kernel (the trunk's conv too).
+  c.upsampler_fit.kernel_learning_rate = 1e-4  # Its Adam rate (1e-3 breaks the trunk: measured).
+
   c.eval = ml_collections.ConfigDict()
   c.eval.every = 10_000  # Steps between validations (and the end of training); 0 = only at the end.
   c.eval.scales = SCALES  # Scales validated (each reported next to bicubic).
   c.eval.crop = 256  # Validation images are centre-cropped to crop x crop HR (one compile).
   c.eval.max_images = 0  # Use the first N validation images (0 = all).
+  c.eval.at_start = False  # Also validate the initial params (step 0) of a fresh run.
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 5_000  # Steps between checkpoints (also after validations and at the end).
   c.checkpoint.keep = 3  # Latest checkpoints kept (plus the best by validation PSNR).
   c.checkpoint.async_save = True  # Write checkpoints in a background thread.
+  return c
+
+
+# CMS-LapSRN fine-tuning: the ablations of issue 6 (model field overrides; see models.cms_lapsrn).
+CMS_ABLATIONS = {
+    "rho_fixed_1e-2": {"fixed_rho": 1e-2},  # rho fixed at 1e-2 (theta unused)
+    "rho_fixed_1": {"fixed_rho": 1.0},  # rho fixed at 1
+    "rho_inf": {"fixed_rho": math.inf},  # the tied transposed conv (rho -> inf), no solve
+    "no_upsampler_kernel_grad": {"upsampler_kernel_grad": False},  # kernel learns from the trunk
+    "pad0": {"pad": 0},  # periodic solve on the bare grid (no symmetric extension)
+}
+CMS_SCHEDULES = ("adam", "sgd", "scratch")
+
+
+def cms_finetune_config(tie_to: int, arg: str | None = None) -> ml_collections.ConfigDict:
+  """The CMS-LapSRN D5R8 fine-tuning recipe (issue 6), upsampler tied to conv `tie_to`.
+
+  From the converted official MS-LapSRN D5R8 weights: stage 1 fits the tied upsampler (theta,
+  bias, tied kernel) to the old upconv's output features (300 Adam steps on 64 real 128-px
+  patches), then the official loss end to end on the 291 images with Adam (lr 1e-4, halved every
+  1000 steps, floor 1e-6), validating on BSDS100 every 250 steps (and at step 0).
+  `arg` (the config file's `:arg`): comma-separated tokens from `CMS_SCHEDULES` ("adam" default;
+  "sgd" = the official SGD, lr 1e-5; "scratch" = the from-scratch official recipe, random init)
+  and `CMS_ABLATIONS` (model overrides).
+  """
+  c = base_config()
+  c.model.name = f"cms_lapsrn_d5r8_conv{tie_to}"
+  tokens = [t for t in (arg or "").split(",") if t]
+  unknown = [t for t in tokens if t not in CMS_SCHEDULES and t not in CMS_ABLATIONS]
+  if unknown:
+    _fail(f"unknown config arg(s) {unknown}; choose from {CMS_SCHEDULES} and "
+          f"{tuple(CMS_ABLATIONS)}")
+  for t in tokens:
+    for key, value in CMS_ABLATIONS.get(t, {}).items():
+      c.model.overrides[key] = value
+  if "scratch" in tokens:
+    return c
+  c.init_from = "official:MSLapSRN_D5R8"
+  c.upsampler_fit.steps = 300
+  c.upsampler_fit.patches = 64
+  c.upsampler_fit.patch_size = 128
+  c.upsampler_fit.scales = (2, 4, 8)
+  c.upsampler_fit.train_kernel = "no_upsampler_kernel_grad" not in tokens
+  c.train.num_steps = 20_000
+  c.eval.every = 250
+  c.eval.at_start = True
+  c.checkpoint.every = 250
+  if "sgd" in tokens:
+    c.optim.learning_rate = 1e-5  # the official rate (the run trained at it for 100 epochs)
+  else:
+    c.optim.name = "adam"
+    c.optim.learning_rate = 1e-4
+    c.optim.decay_every = 1000
   return c
 
 
@@ -139,6 +209,19 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
   if o.weight_decay < 0 or o.bias_lr_multiplier < 0:
     _fail(f"optim.weight_decay and bias_lr_multiplier must be >= 0, got {o.weight_decay}, "
           f"{o.bias_lr_multiplier}")
+
+  if not t.max_seconds >= 0:
+    _fail(f"train.max_seconds must be >= 0 (0 = no limit), got {t.max_seconds}")
+  f = config.upsampler_fit
+  _positive_int(f.steps, "upsampler_fit.steps", zero_ok=True)
+  if f.steps:
+    _scales(f.scales, "upsampler_fit.scales")
+    _positive_int(f.patches, "upsampler_fit.patches")
+    _positive_int(f.patch_size, "upsampler_fit.patch_size")
+    if f.patch_size % max(f.scales):
+      _fail(f"upsampler_fit.patch_size={f.patch_size} must be divisible by {max(f.scales)}")
+    if not f.learning_rate > 0 or not f.kernel_learning_rate > 0:
+      _fail("upsampler_fit learning rates must be > 0")
 
   _scales(e.scales, "eval.scales")
   _positive_int(e.every, "eval.every", zero_ok=True)

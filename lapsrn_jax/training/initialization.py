@@ -18,19 +18,60 @@ def random_params(model: nn.Module, rng: jax.Array, *, lr_size: int, scale: int)
   return model.init(rng, jnp.zeros((1, lr_size, lr_size, 1), jnp.float32), scale=scale)["params"]
 
 
-def _loaded_params(spec: str, model: nn.Module):
-  """Params named by `init_from` (see `base_config`), converted for `model` where needed."""
+def _loaded_params(spec: str, model: nn.Module, config: ml_collections.ConfigDict | None = None):
+  """Params named by `init_from` (see `base_config`), converted for `model` where needed.
+
+  MS-LapSRN weights loaded for a CMS-LapSRN model are converted (`weights.cms_params_from_ms`) and,
+  when `config.upsampler_fit.steps > 0`, get the stage-1 upsampler fit (`fit_converted_upsampler`).
+  """
   from lapsrn_jax.models import CMSLapSRN
   from lapsrn_jax import weights
 
   path = os.path.expandvars(official_weights_path(spec) if spec.startswith(OFFICIAL_PREFIX)
                             else spec)
   if path.endswith(".mat"):
-    _, params = weights.load_official(path)
+    ms_model, params = weights.load_official(path)
     if isinstance(model, CMSLapSRN) and "kernel" in params.get("upconv", {}):
-      params = weights.cms_params_from_ms(params, model.tie_to, model.rho_init)
+      cms = weights.cms_params_from_ms(params, model.tie_to, model.rho_init)
+      if config is not None and config.upsampler_fit.steps:
+        cms = fit_converted_upsampler(model, cms, ms_model, params, config)
+      return cms
     return params
   return checkpointing.load_trained(path)[1]
+
+
+def fit_converted_upsampler(model: nn.Module, cms_params, ms_model: nn.Module, ms_params,
+                            config: ml_collections.ConfigDict):
+  """Stage 1: fits the tied upsampler of converted params to the MS upconv on real patches.
+
+  One batch of `config.upsampler_fit.patches` training patches (the training data, seed
+  `config.seed + 1`) -> the MS trunk's LR features -> `training.upsampler_fit.fit_upsampler`
+  with the model's own `pad`, `tau_grad` and `fixed_rho`. Logs the feature loss before / after.
+  """
+  from absl import logging
+
+  from lapsrn_jax.data.pipeline import make_train_iterator
+  from lapsrn_jax.training import upsampler_fit
+
+  f = config.upsampler_fit
+  train = os.path.expandvars(config.data.train)
+  it = make_train_iterator(ml_collections.ConfigDict({**config.data.to_dict(), "train": train}),
+                           global_batch_size=f.patches, scales=tuple(f.scales),
+                           patch_size=f.patch_size, seed=config.seed + 1)
+  try:
+    batch = next(it)
+  finally:
+    it.close()
+  features = upsampler_fit.collect_features(ms_model, ms_params,
+                                            {s: batch[f"x{s}"]["lr"] for s in f.scales})
+  fitted, losses = upsampler_fit.fit_upsampler(
+      cms_params, features, tie_to=model.tie_to, steps=f.steps, learning_rate=f.learning_rate,
+      kernel_learning_rate=f.kernel_learning_rate, train_kernel=f.train_kernel, pad=model.pad,
+      tau_grad=model.tau_grad, fixed_rho=model.fixed_rho)
+  logging.info("stage-1 upsampler fit, %d steps: relative feature error %.4f -> %.4f", f.steps,
+               upsampler_fit.relative_error(float(losses[0]), features),
+               upsampler_fit.relative_error(float(losses[-1]), features))
+  return jax.tree.map(np.asarray, fitted)
 
 
 def check_same_structure(loaded, expected, source: str) -> None:
@@ -59,6 +100,6 @@ def initial_params(model: nn.Module, config: ml_collections.ConfigDict, rng: jax
     with jax.threefry_partitionable(False):
       return jax.jit(init)(rng)
   expected = jax.eval_shape(init, rng)
-  loaded = _loaded_params(config.init_from, model)
+  loaded = _loaded_params(config.init_from, model, config)
   check_same_structure(loaded, expected, config.init_from)
   return jax.tree.map(lambda x, ref: jnp.asarray(x, ref.dtype), loaded, expected)

@@ -153,7 +153,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   bar = tqdm(total=t.num_steps, initial=step, unit="step", dynamic_ncols=True,
              disable=not t.progress_bar or jax.process_index() != 0)
   averager, last_val = _Averager(), {}
+  start = time.monotonic()
   try:
+    if e.at_start and step == 0:
+      last_val = validator(state.params)
+      writer.write(0, last_val)
     while step < t.num_steps:
       batch = sharding.shard_batch(next(train_iter), mesh, global_sizes)
       new_state, metrics = train_step(state, batch)
@@ -171,10 +175,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
       averager.add(metrics)
       bar.update(1)
       bar.set_postfix(loss=f"{float(metrics['loss']):.4g}", refresh=False)
-      if step % t.log_every == 0 or step == t.num_steps:
+      out_of_time = bool(t.max_seconds) and time.monotonic() - start >= t.max_seconds
+      last = step == t.num_steps or out_of_time
+      if step % t.log_every == 0 or last:
         writer.write(step, {**averager.result(), "train/learning_rate": float(schedule(step - 1))})
         averager.reset()
-      do_eval = (e.every and step % e.every == 0) or step == t.num_steps
+      do_eval = (e.every and step % e.every == 0) or last
       if do_eval:
         last_val = validator(state.params)
         writer.write(step, last_val)
@@ -185,6 +191,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         checkpointing.save(manager, step, state, train_iter,
                            metrics={checkpointing.BEST_METRIC: last_val["val/psnr"]}
                            if do_eval else None)
+      if out_of_time:
+        logging.info("train.max_seconds=%s spent at step %d; run again to resume", t.max_seconds,
+                     step)
+        break
   finally:
     bar.close()
     manager.wait_until_finished()

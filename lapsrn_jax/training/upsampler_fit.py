@@ -26,9 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lapsrn_jax import ops
 from lapsrn_jax.models import layers
-from lapsrn_jax.models.cms_lapsrn import apply_tied_inverse, rho_tau
+from lapsrn_jax.models.cms_lapsrn import make_upsamplers
 from lapsrn_jax.models.ms_lapsrn import pyramid
 
 Grid = tuple[int, int]
@@ -110,28 +109,27 @@ def merge_fit_params(cms_params, fit: Mapping, tie_to: int) -> dict:
 
 
 def feature_loss(fit: Mapping, kernel: jax.Array, features: Features, *, pad: int = 8,
-                 border: int = 0, tau_grad: bool = False) -> jax.Array:
+                 border: int = 0, tau_grad: bool = False, fixed_rho: float = 0.0) -> jax.Array:
   """Mean squared error between the tied upsampler and the MS upconv outputs, all grids.
 
   Args:
     fit: `{"theta": (), "bias": [F]}`, plus `"kernel"` `[3, 3, F, F]` to override `kernel`.
     kernel: the tied kernel (conv `tie_to` of the block) used when `fit` has none.
     features: from `collect_features`.
-    pad: the model's symmetric-boundary pad (LR pixels).
+    pad, tau_grad, fixed_rho: the model's fields (`models.cms_lapsrn.make_upsamplers`).
     border: HR rows/cols skipped at the top and left (at row/col 0 the symmetric boundary sees
       a mirrored LR pixel where the MatConvNet convT sees zeros; 0 = the model's real objective).
   Returns:
     scalar, averaged over every element of every grid.
   """
   kernel = fit.get("kernel", kernel)
-  rho, tau = rho_tau(kernel, fit["theta"], tau_grad)
   grids = list(features)
-  # One factorisation call for all grid sizes (the XLA-CPU hang pitfall, inverse_conv.md).
-  factors = ops.factorize_many(kernel, rho * tau, grids, boundary="symmetric", pad=pad)
+  ups = make_upsamplers(kernel, fit["theta"], fit["bias"], grids, pad=pad, tau_grad=tau_grad,
+                        fixed_rho=fixed_rho)
   total, count = 0.0, 0
-  for factor, grid in zip(factors, grids):
+  for up, grid in zip(ups, grids):
     y, target = features[grid]
-    d = (apply_tied_inverse(factor, y, rho, tau, fit["bias"]) - target)[:, border:, border:]
+    d = (up(y) - target)[:, border:, border:]
     total = total + jnp.sum(jnp.square(d))
     count += d.size
   return total / count
@@ -146,8 +144,8 @@ def relative_error(loss: float, features: Features) -> float:
 
 def fit_upsampler(cms_params, features: Features, *, tie_to: int, steps: int,
                   learning_rate: float = 3e-2, kernel_learning_rate: float = 1e-4,
-                  train_kernel: bool = False, pad: int = 8, tau_grad: bool = False
-                  ) -> tuple[dict, np.ndarray]:
+                  train_kernel: bool = False, pad: int = 8, tau_grad: bool = False,
+                  fixed_rho: float = 0.0) -> tuple[dict, np.ndarray]:
   """Adam on `feature_loss` over `theta`, `bias` (and the tied kernel if `train_kernel`).
 
   Full-batch: every step sees all of `features`. Returns `(cms_params with the fitted values,
@@ -163,7 +161,8 @@ def fit_upsampler(cms_params, features: Features, *, tie_to: int, steps: int,
   labels = {k: "kernel" if k == "kernel" else "upsampler" for k in fit}
   opt = optax.multi_transform({"upsampler": optax.adam(learning_rate),
                                "kernel": optax.adam(kernel_learning_rate)}, labels)
-  loss_fn = lambda f: feature_loss(f, kernel, features, pad=pad, tau_grad=tau_grad)
+  loss_fn = lambda f: feature_loss(f, kernel, features, pad=pad, tau_grad=tau_grad,
+                                   fixed_rho=fixed_rho)
 
   @jax.jit
   def step(f, state):
