@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from lapsrn_jax.ops.stride2 import dilated_transpose_conv
+
 LEAK = 0.2  # LeakyReLU slope of every LapSRN model.
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -54,10 +56,10 @@ def conv_transpose2x(y: jax.Array, kernel: jax.Array, crop: tuple[int, int, int,
   kh, kw = kernel.shape[:2]
   top, bottom, left, right = crop
   # Adjoint of a strided correlation = correlation of the 2x zero-dilated input with the
-  # spatially flipped kernel whose I/O axes are swapped; cropping = removing padding.
-  rhs = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2).astype(y.dtype)
+  # spatially flipped kernel whose I/O axes are swapped; cropping = removing padding. The custom
+  # JVP of `dilated_transpose_conv` gives a fast kernel gradient on XLA-CPU (per-tap matmuls).
   pad = ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))
-  x = lax.conv_general_dilated(y, rhs, (1, 1), pad, lhs_dilation=(2, 2), dimension_numbers=_DIMS)
+  x = dilated_transpose_conv(y, kernel, pad)
   return x if bias is None else x + bias.astype(y.dtype)
 
 
