@@ -11,7 +11,7 @@ from jax.test_util import check_grads
 
 from lapsrn_jax.models import CMSLapSRN, LapSRN, MSLapSRN, create_model
 from lapsrn_jax.models import layers
-from lapsrn_jax.models.cms_lapsrn import tied_inverse_upsample
+from lapsrn_jax.models.cms_lapsrn import level_grids, tied_inverse_upsample
 from lapsrn_jax.models.ms_lapsrn import recursive_block
 
 
@@ -213,6 +213,45 @@ def test_every_level_has_the_right_shape(tiny_models, kind):
   np.testing.assert_allclose(run(params, lr[::-1])[-1][::-1], outs[-1], atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["lapsrn", "ms"])
+@pytest.mark.parametrize("size", [(5, 7), (17, 9), (33, 40)])
+def test_masked_canvas_output_equals_the_image_alone(tiny_models, kind, size):
+  """`valid_hw`: on a larger zero canvas every level (2x, 4x, 8x) equals the model run on the
+  image alone in the image's region, and is zero elsewhere."""
+  model = tiny_models[kind]
+  params = random_params(model, 8, seed=8)
+  h, w = size
+  lr = np.random.default_rng(9).random((1, h, w, 1)).astype(np.float32)
+  canvas = np.zeros((1, 48, 48, 1), np.float32)
+  canvas[:, :h, :w] = lr
+  canvas[:, h:, w:] = 0.5  # whatever is outside the region must not matter
+  alone = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=8))(params, lr)
+  masked = jax.jit(lambda p, x, v: model.apply({"params": p}, x, scale=8, valid_hw=v))(
+      params, canvas, jnp.asarray([h, w]))
+  for level, (a, m) in enumerate(zip(alone, masked), 1):
+    f = 2 ** level
+    np.testing.assert_allclose(m[:, :f * h, :f * w], a, rtol=0, atol=1e-5)
+    assert float(jnp.abs(m).sum()) == pytest.approx(float(jnp.abs(m[:, :f * h, :f * w]).sum()))
+
+
+def test_masked_canvas_takes_one_region_per_image(tiny_models):
+  """`valid_hw` `[N, 2]`: images of different sizes in one batch, each exact in its region."""
+  model = tiny_models["ms"]
+  params = random_params(model, 4, seed=10)
+  rng = np.random.default_rng(11)
+  images = [rng.random((1, 6, 3, 1)).astype(np.float32),
+            rng.random((1, 4, 7, 1)).astype(np.float32)]
+  canvas = np.zeros((2, 8, 8, 1), np.float32)
+  for i, img in enumerate(images):
+    canvas[i, :img.shape[1], :img.shape[2]] = img[0]
+  valid = jnp.asarray([img.shape[1:3] for img in images])
+  masked = model.apply({"params": params}, canvas, scale=4, valid_hw=valid)[-1]
+  for i, img in enumerate(images):
+    alone = model.apply({"params": params}, img, scale=4)[-1]
+    np.testing.assert_allclose(masked[i:i + 1, :4 * img.shape[1], :4 * img.shape[2]], alone,
+                               atol=1e-5)
+
+
 def test_bad_scale_and_input_raise(tiny_models):
   ms = tiny_models["ms"]
   lr = jnp.zeros((1, 4, 4, 1))
@@ -365,6 +404,19 @@ def test_cms_training_step_compiles_and_runs_on_cpu():
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
   assert float(jnp.abs(grads["upconv"]["theta"])) > 0
   assert float(jnp.abs(grads["conv1"]["kernel"]).max()) > 0
+
+
+def test_cms_precomputed_factors_equal_factorising_in_the_call(cms_case):
+  model, params, lr = cms_case
+  grids = level_grids(lr.shape[1:3], 3)
+  factors = jax.jit(lambda p: model.apply({"params": p}, grids, method="factors"))(params)
+  assert [f.lr_shape for f in factors] == [(4, 5), (8, 10), (16, 20)]
+  run = jax.jit(lambda p, x, f: model.apply({"params": p}, x, scale=8, factors=f))
+  for want, got in zip(jax.jit(lambda p, x: model.apply({"params": p}, x, scale=8))(params, lr),
+                       run(params, lr, factors)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+  with pytest.raises(ValueError, match="factors are for the grids"):
+    model.apply({"params": params}, lr, scale=4, factors=factors)
 
 
 def test_cms_params_hold_no_upconv_kernel(cms_case):

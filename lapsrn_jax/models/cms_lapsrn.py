@@ -12,8 +12,14 @@ stopped unless `tau_grad`), and the solve uses a symmetric boundary of `pad` LR 
 kernel (MS-LapSRN with `upconv.kernel := conv{tie_to}.kernel`); as `rho -> 0`, to `tau C^+`.
 
 All grid sizes of one call are factorised in ONE `ops.factorize_many` call (one factor per
-level, shared by the whole batch): see the XLA-CPU hang pitfall in the design notes.
+level, shared by the whole batch): see the XLA-CPU hang pitfall in the design notes. The factors
+depend only on the tied kernel, theta and the grid sizes: inference computes them once with
+`apply(..., grids, method="factors")` and passes them back as `apply(..., factors=...)`
+(`lapsrn_jax.inference` caches them). CMS-LapSRN is not size-bucketed like LapSRN / MS-LapSRN:
+its Fourier solve couples the whole grid, so padding the input would change every output pixel.
 """
+
+from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -62,6 +68,12 @@ def tied_inverse_upsample(y: jax.Array, kernel: jax.Array, bias: jax.Array, thet
   rho, tau = rho_tau(kernel, theta, tau_grad)
   factor = ops.factorize(kernel, rho * tau, y.shape[1:3], boundary="symmetric", pad=pad)
   return apply_tied_inverse(factor, y, rho, tau, bias)
+
+
+def level_grids(lr_hw: tuple[int, int], num_levels: int) -> tuple[tuple[int, int], ...]:
+  """The LR grid of each level's upsampler: `(H 2^l, W 2^l)`, l = 0 .. num_levels - 1."""
+  h, w = lr_hw
+  return tuple((h << l, w << l) for l in range(num_levels))
 
 
 class TiedUpsamplerParams(nn.Module):
@@ -114,15 +126,36 @@ class CMSLapSRN(nn.Module):
     convs = [(c.kernel, c.bias) for c in self.convs]
     return recursive_block(x, convs, self.recursions, self.skip)
 
-  def __call__(self, lr: jax.Array, *, scale: int) -> tuple[jax.Array, ...]:
-    layers.check_input(lr)
-    n = layers.num_levels(scale)
-    h, w = lr.shape[1:3]
+  def factor_inputs(self) -> tuple[jax.Array, jax.Array]:
+    """What the factors depend on besides the grid sizes: `(tied kernel, theta)`."""
+    return self.tied_kernel(), self.upconv.theta
+
+  def factors(self, grids) -> tuple[ops.InverseConvFactor, ...]:
+    """The upsampler's factors of `C C^T + rho tau I`, one per LR grid `(H, W)` in `grids`.
+
+    One `ops.factorize_many` call; `apply(..., grids, method="factors")`.
+    """
     kernel = self.tied_kernel()
     rho, tau = rho_tau(kernel, self.upconv.theta, self.tau_grad)
-    # One factorisation call for every grid size of this call (one per level, whole batch).
-    factors = ops.factorize_many(kernel, rho * tau, [(h << l, w << l) for l in range(n)],
-                                 boundary="symmetric", pad=self.pad)
+    return ops.factorize_many(kernel, rho * tau, grids, boundary="symmetric", pad=self.pad)
+
+  def __call__(self, lr: jax.Array, *, scale: int,
+               factors: Sequence[ops.InverseConvFactor] | None = None) -> tuple[jax.Array, ...]:
+    """`lr [N, H, W, 1]` -> the SR image of every level.
+
+    `factors`: precomputed `self.factors(level_grids((H, W), log2(scale)))`, e.g. cached across
+    calls at inference (gradients reach the tied kernel and theta through the solve only if they
+    were computed inside the differentiated function). None: factorise here.
+    """
+    layers.check_input(lr)
+    n = layers.num_levels(scale)
+    grids = level_grids(lr.shape[1:3], n)
+    if factors is None:
+      factors = self.factors(grids)
+    elif tuple(f.lr_shape for f in factors) != grids:
+      raise ValueError(f"factors are for the grids {tuple(f.lr_shape for f in factors)}, this "
+                       f"input and scale need {grids}")
+    rho, tau = rho_tau(self.tied_kernel(), self.upconv.theta, self.tau_grad)
 
     def upsample(level, y):
       return apply_tied_inverse(factors[level], y, rho, tau, self.upconv.bias)
