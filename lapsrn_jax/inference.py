@@ -3,9 +3,14 @@
 `super_resolve(model, params, image, scale)` takes RGB `[H, W, 3]` or gray `[H, W]` images, uint8
 or float in [0, 1], of any size >= 1x1, and returns the `scale`x image in the input dtype.
 `downscale(hr, scale)` makes the evaluation protocol's LR input (MATLAB bicubic, float64).
+
+Compilations: LapSRN / MS-LapSRN compile once per size bucket (`bucket_size`), exactly; CMS-LapSRN
+once per image size, and its image-independent factors are cached across calls (`cms_factors`).
 """
 
+import collections
 import functools
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -13,14 +18,81 @@ import numpy as np
 
 from lapsrn_jax.color import rgb_to_ycbcr, ycbcr_to_rgb
 from lapsrn_jax.imresize import imresize
-from lapsrn_jax.models import LapSRN
+from lapsrn_jax.models import CMSLapSRN, LapSRN
+from lapsrn_jax.models.cms_lapsrn import level_grids
+from lapsrn_jax.models.layers import num_levels
+
+# CMS-LapSRN factor sets kept across calls, least recently used dropped first. One set holds
+# `[Hp (Wp / 2 + 1), F, F]` complex64 per level: ~0.2 GB for a 64x64 input at 4x, GBs at 8x.
+FACTOR_CACHE_SIZE = 4
+_factor_cache: collections.OrderedDict = collections.OrderedDict()
+
+
+def bucket_size(n: int) -> int:
+  """The LR canvas side an image side `n >= 1` runs on (LapSRN / MS-LapSRN).
+
+  `n` rounded up to a multiple of `max(16, 2^(ceil(log2 n) - 4))`: at most 16 sizes per octave,
+  under 1/8 extra pixels per side above 128 (16, 32, ..., 128, 144, ..., 256, 288, ...).
+  """
+  step = max(16, 1 << max((n - 1).bit_length() - 4, 0))
+  return -(-n // step) * step
+
+
+def _forward(model, params, lr, scale, valid_hw=None, factors=None):
+  """The last pyramid level of `model` (traced inside `_jitted_apply`)."""
+  kwargs = {"factors": factors} if isinstance(model, CMSLapSRN) else {"valid_hw": valid_hw}
+  return model.apply({"params": params}, lr, scale=scale, **kwargs)[-1]
 
 
 @functools.lru_cache(maxsize=32)
 def _jitted_apply(model):
-  """`model.apply` jitted once per model (and, by jit, once per input shape and scale)."""
-  return jax.jit(lambda params, lr, scale: model.apply({"params": params}, lr, scale=scale)[-1],
-                 static_argnums=2)
+  """`_forward` jitted once per model (and, by jit, once per canvas shape and scale)."""
+  return jax.jit(lambda params, lr, scale, valid_hw, factors: _forward(
+      model, params, lr, scale, valid_hw, factors), static_argnums=2)
+
+
+@functools.lru_cache(maxsize=32)
+def _jitted_factors(model):
+  """CMS-LapSRN's `factors` method jitted once per model (and per grid sizes)."""
+  return jax.jit(lambda params, grids: model.apply({"params": params}, grids, method="factors"),
+                 static_argnums=1)
+
+
+def _compute_factors(model, params, grids):
+  return _jitted_factors(model)(params, grids)
+
+
+def _factor_fingerprint(model, params) -> str:
+  """A digest of what CMS-LapSRN's factors depend on besides the grids: tied kernel and theta."""
+  digest = hashlib.sha256()
+  for a in model.apply({"params": params}, method="factor_inputs"):
+    a = np.asarray(a)
+    digest.update(f"{a.dtype}{a.shape}".encode())
+    digest.update(a.tobytes())
+  return digest.hexdigest()
+
+
+def cms_factors(model, params, lr_hw: tuple[int, int], scale: int):
+  """CMS-LapSRN's per-level factors for an LR size and scale, from a small LRU cache.
+
+  Keyed by the model, a fingerprint of the tied kernel and theta (not the params' identity, so
+  new values are never served stale factors) and the grid sizes; `FACTOR_CACHE_SIZE` entries.
+  """
+  grids = level_grids(tuple(int(v) for v in lr_hw), num_levels(scale))
+  key = (model, _factor_fingerprint(model, params), grids)
+  if key in _factor_cache:
+    _factor_cache.move_to_end(key)
+    return _factor_cache[key]
+  factors = _compute_factors(model, params, grids)
+  _factor_cache[key] = factors
+  while len(_factor_cache) > FACTOR_CACHE_SIZE:
+    _factor_cache.popitem(last=False)
+  return factors
+
+
+def clear_factor_cache() -> None:
+  """Drops every cached CMS-LapSRN factor (frees their memory)."""
+  _factor_cache.clear()
 
 
 def _network_scale(model, scale: int) -> int:
@@ -39,10 +111,24 @@ def super_resolve_y(model, params, y: np.ndarray, scale: int) -> np.ndarray:
 
   `scale` must be a power of two the model supports. Any size >= 1x1 works (CMS-LapSRN's
   symmetric padding repeats the mirror on grids smaller than its `pad`).
+
+  LapSRN / MS-LapSRN run on a zero canvas of `bucket_size` per side with `valid_hw` masking
+  (outputs identical to running on `y` alone), so many image sizes share a few compilations.
+  CMS-LapSRN is compiled per exact size (its Fourier solve couples the whole grid: a larger
+  canvas would change the outputs) and reuses its factors through `cms_factors`.
   """
-  lr = jnp.asarray(y, jnp.float32)[None, :, :, None]
-  sr = _jitted_apply(model)(params, lr, int(scale))
-  return np.asarray(sr[0, :, :, 0], np.float64)
+  scale = int(scale)
+  y = np.asarray(y, np.float32)
+  h, w = y.shape
+  if isinstance(model, CMSLapSRN):
+    factors = cms_factors(model, params, (h, w), scale)
+    sr = _jitted_apply(model)(params, jnp.asarray(y[None, :, :, None]), scale, None, factors)
+  else:
+    canvas = np.zeros((1, bucket_size(h), bucket_size(w), 1), np.float32)
+    canvas[0, :h, :w, 0] = y
+    valid_hw = np.asarray([h, w], np.int32)
+    sr = _jitted_apply(model)(params, jnp.asarray(canvas), scale, valid_hw, None)
+  return np.ascontiguousarray(np.asarray(sr, np.float64)[0, :scale * h, :scale * w, 0])
 
 
 def super_resolve(model, params, image, scale: int) -> np.ndarray:

@@ -9,6 +9,7 @@ from conftest import require_file
 from lapsrn_jax.color import rgb_to_ycbcr
 from lapsrn_jax.images import list_images, mod_crop, read_image
 from lapsrn_jax.imresize import imresize
+from lapsrn_jax import inference
 from lapsrn_jax.inference import downscale, super_resolve
 from lapsrn_jax.metrics import paper_protocol
 from lapsrn_jax.models import create_model
@@ -109,6 +110,60 @@ def test_bad_inputs_raise(tiny_ms):
     super_resolve(model, params, np.full((4, 4), np.nan), 2)
   with pytest.raises(ValueError, match="mod-crop"):
     downscale(np.zeros((5, 4)), 2)
+
+
+# ---- compilation reuse: size buckets (LapSRN / MS-LapSRN), cached factors (CMS-LapSRN) ----
+
+def test_bucket_size_rounds_up_to_few_sizes():
+  sides = np.arange(1, 2049)
+  buckets = np.array([inference.bucket_size(int(n)) for n in sides])
+  assert np.all(buckets >= sides) and np.all(buckets % 16 == 0)
+  assert np.all(buckets[128:] <= sides[128:] * 1.125)  # < 1/8 extra per side above 128
+  assert np.all(np.diff(buckets) >= 0)
+  for lo in (256, 512, 1024):  # at most 16 sizes per octave
+    assert len(set(buckets[(sides > lo) & (sides <= 2 * lo)])) <= 16
+
+
+def test_sizes_in_one_bucket_share_a_compile_and_match_the_unpadded_model(monkeypatch):
+  model = create_model("ms_lapsrn", depth=1, recursions=2, features=3)
+  params = random_params(model, 4, seed=3)
+  traces = []
+  forward = inference._forward
+  monkeypatch.setattr(inference, "_forward", lambda *a: traces.append(a[2].shape) or forward(*a))
+  inference._jitted_apply.cache_clear()
+  run_alone = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=4)[-1])
+  rng = np.random.default_rng(4)
+  for size in [(5, 7), (16, 3), (9, 16)]:  # one 16x16 bucket
+    y = rng.random(size)
+    got = inference.super_resolve_y(model, params, y, 4)
+    want = run_alone(params, jnp.asarray(y, jnp.float32)[None, :, :, None])[0, :, :, 0]
+    assert got.shape == (4 * size[0], 4 * size[1])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+  assert traces == [(1, 16, 16, 1)]
+  inference.super_resolve_y(model, params, rng.random((17, 5)), 4)
+  assert traces == [(1, 16, 16, 1), (1, 32, 16, 1)]
+
+
+def test_cms_factors_are_computed_once_per_weights_and_size(monkeypatch):
+  model = create_model("cms_lapsrn", depth=1, recursions=1, tie_to=1, pad=2, features=4)
+  params = random_params(model, 4, seed=5)
+  calls = []
+  compute = inference._compute_factors
+  monkeypatch.setattr(inference, "_compute_factors",
+                      lambda m, p, g: calls.append(g) or compute(m, p, g))
+  inference.clear_factor_cache()
+  y = np.random.default_rng(6).random((6, 5))
+  uncached = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=4)[-1])(
+      params, jnp.asarray(y, jnp.float32)[None, :, :, None])[0, :, :, 0]
+  first = inference.super_resolve_y(model, params, y, 4)
+  second = inference.super_resolve_y(model, jax.tree.map(jnp.array, params), y, 4)  # same values
+  assert calls == [((6, 5), (12, 10))]
+  np.testing.assert_allclose(first, uncached, rtol=0, atol=1e-6)
+  np.testing.assert_array_equal(second, first)
+  inference.super_resolve_y(model, params, y[:5], 4)  # another size
+  bumped = {**params, "upconv": {**params["upconv"], "theta": params["upconv"]["theta"] + 1}}
+  inference.super_resolve_y(model, bumped, y, 4)  # another theta
+  assert calls == [((6, 5), (12, 10)), ((5, 5), (10, 10)), ((6, 5), (12, 10))]
 
 
 # ---- the official weights on Set5 (evaluation.md protocol) ----

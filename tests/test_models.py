@@ -7,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import traverse_util
+from jax.test_util import check_grads
 
 from lapsrn_jax.models import CMSLapSRN, LapSRN, MSLapSRN, create_model
 from lapsrn_jax.models import layers
-from lapsrn_jax.models.cms_lapsrn import tied_inverse_upsample
+from lapsrn_jax.models.cms_lapsrn import level_grids, tied_inverse_upsample
 from lapsrn_jax.models.ms_lapsrn import recursive_block
 
 
@@ -67,8 +68,11 @@ def rng():
 
 # ---- layers ----
 
-@pytest.mark.parametrize("size, crop", [(3, layers.FEATURE_UP_CROP), (4, layers.IMAGE_UP_CROP),
-                                        (3, (1, 0, 0, 2))])
+CONVT_CASES = [(3, layers.FEATURE_UP_CROP), (4, layers.IMAGE_UP_CROP), (3, (1, 0, 0, 2)),
+               (3, (0, 0, 2, 2))]
+
+
+@pytest.mark.parametrize("size, crop", CONVT_CASES)
 def test_conv_transpose_matches_matconvnet_scatter(rng, size, crop):
   y = rng.standard_normal((2, 3, 5, 4))
   f = rng.standard_normal((size, size, 3, 4))
@@ -76,6 +80,58 @@ def test_conv_transpose_matches_matconvnet_scatter(rng, size, crop):
   want = np_convt(y, f, crop)
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def lax_convt(y, f, crop):
+  """The plain `lhs_dilation` convolution (XLA's own autodiff): the reference for gradients."""
+  kh, kw = f.shape[:2]
+  t, b, l, r = crop
+  rhs = jnp.flip(f, (0, 1)).transpose(0, 1, 3, 2)
+  return jax.lax.conv_general_dilated(y, rhs, (1, 1), ((kh - 1 - t, kh - 1 - b),
+                                                       (kw - 1 - l, kw - 1 - r)),
+                                      lhs_dilation=(2, 2),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("size, crop", CONVT_CASES)
+def test_conv_transpose_gradients_match_lax_autodiff(rng, size, crop):
+  y = jnp.asarray(rng.standard_normal((2, 4, 5, 3)), jnp.float32)
+  f = jnp.asarray(rng.standard_normal((size, size, 2, 3)), jnp.float32)
+  out_shape = jax.eval_shape(lambda: lax_convt(y, f, crop)).shape
+  w = jnp.asarray(rng.standard_normal(out_shape), jnp.float32)
+
+  def value_and_grads(conv):
+    return jax.jit(jax.value_and_grad(lambda y, f: jnp.sum(conv(y, f, crop) * w), (0, 1)))(y, f)
+
+  value, (gy, gf) = value_and_grads(layers.conv_transpose2x)
+  want_value, (want_gy, want_gf) = value_and_grads(lax_convt)
+  np.testing.assert_allclose(value, want_value, rtol=1e-5)
+  np.testing.assert_allclose(gy, want_gy, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(gf, want_gf, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("size, crop", CONVT_CASES)
+def test_conv_transpose_gradients_match_finite_differences(rng, size, crop):
+  with jax.enable_x64(True):
+    y = jnp.asarray(rng.standard_normal((1, 3, 4, 2)))
+    f = jnp.asarray(rng.standard_normal((size, size, 3, 2)))
+    b = jnp.asarray(rng.standard_normal(3))
+    fn = jax.jit(lambda y, f, b: layers.conv_transpose2x(y, f, crop, b))
+    check_grads(fn, (y, f, b), order=1, modes=("fwd", "rev"))
+
+
+def test_conv_transpose_composes_with_vmap_and_grad(rng):
+  """Per-example kernel gradients through vmap(grad) equal a Python loop of grads."""
+  y = jnp.asarray(rng.standard_normal((3, 1, 4, 4, 2)), jnp.float32)
+  f = jnp.asarray(rng.standard_normal((3, 3, 2, 2)), jnp.float32)
+
+  def loss(f, y):
+    return jnp.sum(jnp.sin(layers.conv_transpose2x(y, f, layers.FEATURE_UP_CROP)))
+
+  got = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(f, y)
+  want_loss = lambda f, y: jnp.sum(jnp.sin(lax_convt(y, f, layers.FEATURE_UP_CROP)))
+  want = jnp.stack([jax.grad(want_loss)(f, yi) for yi in y])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_conv3x3_matches_zero_padded_correlation(rng):
@@ -155,6 +211,45 @@ def test_every_level_has_the_right_shape(tiny_models, kind):
   assert all(bool(jnp.all(jnp.isfinite(o))) for o in outs)
   # batch items are independent: swapping them swaps the outputs
   np.testing.assert_allclose(run(params, lr[::-1])[-1][::-1], outs[-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lapsrn", "ms"])
+@pytest.mark.parametrize("size", [(5, 7), (17, 9), (33, 40)])
+def test_masked_canvas_output_equals_the_image_alone(tiny_models, kind, size):
+  """`valid_hw`: on a larger zero canvas every level (2x, 4x, 8x) equals the model run on the
+  image alone in the image's region, and is zero elsewhere."""
+  model = tiny_models[kind]
+  params = random_params(model, 8, seed=8)
+  h, w = size
+  lr = np.random.default_rng(9).random((1, h, w, 1)).astype(np.float32)
+  canvas = np.zeros((1, 48, 48, 1), np.float32)
+  canvas[:, :h, :w] = lr
+  canvas[:, h:, w:] = 0.5  # whatever is outside the region must not matter
+  alone = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=8))(params, lr)
+  masked = jax.jit(lambda p, x, v: model.apply({"params": p}, x, scale=8, valid_hw=v))(
+      params, canvas, jnp.asarray([h, w]))
+  for level, (a, m) in enumerate(zip(alone, masked), 1):
+    f = 2 ** level
+    np.testing.assert_allclose(m[:, :f * h, :f * w], a, rtol=0, atol=1e-5)
+    assert float(jnp.abs(m).sum()) == pytest.approx(float(jnp.abs(m[:, :f * h, :f * w]).sum()))
+
+
+def test_masked_canvas_takes_one_region_per_image(tiny_models):
+  """`valid_hw` `[N, 2]`: images of different sizes in one batch, each exact in its region."""
+  model = tiny_models["ms"]
+  params = random_params(model, 4, seed=10)
+  rng = np.random.default_rng(11)
+  images = [rng.random((1, 6, 3, 1)).astype(np.float32),
+            rng.random((1, 4, 7, 1)).astype(np.float32)]
+  canvas = np.zeros((2, 8, 8, 1), np.float32)
+  for i, img in enumerate(images):
+    canvas[i, :img.shape[1], :img.shape[2]] = img[0]
+  valid = jnp.asarray([img.shape[1:3] for img in images])
+  masked = model.apply({"params": params}, canvas, scale=4, valid_hw=valid)[-1]
+  for i, img in enumerate(images):
+    alone = model.apply({"params": params}, img, scale=4)[-1]
+    np.testing.assert_allclose(masked[i:i + 1, :4 * img.shape[1], :4 * img.shape[2]], alone,
+                               atol=1e-5)
 
 
 def test_bad_scale_and_input_raise(tiny_models):
@@ -311,6 +406,19 @@ def test_cms_training_step_compiles_and_runs_on_cpu():
   assert float(jnp.abs(grads["conv1"]["kernel"]).max()) > 0
 
 
+def test_cms_precomputed_factors_equal_factorising_in_the_call(cms_case):
+  model, params, lr = cms_case
+  grids = level_grids(lr.shape[1:3], 3)
+  factors = jax.jit(lambda p: model.apply({"params": p}, grids, method="factors"))(params)
+  assert [f.lr_shape for f in factors] == [(4, 5), (8, 10), (16, 20)]
+  run = jax.jit(lambda p, x, f: model.apply({"params": p}, x, scale=8, factors=f))
+  for want, got in zip(jax.jit(lambda p, x: model.apply({"params": p}, x, scale=8))(params, lr),
+                       run(params, lr, factors)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+  with pytest.raises(ValueError, match="factors are for the grids"):
+    model.apply({"params": params}, lr, scale=4, factors=factors)
+
+
 def test_cms_params_hold_no_upconv_kernel(cms_case):
   _, params, _ = cms_case
   assert sorted(params["upconv"]) == ["bias", "theta"]
@@ -332,3 +440,56 @@ def test_cms_upsampler_tends_to_the_tied_transposed_conv(rng):
           for t in (3.0, 30.0, 3000.0)]
   assert errs[1] < 5e-2 and errs[2] < 5e-4
   assert errs[0] > 5 * errs[1] > 50 * errs[2]  # decays like 1 / rho
+
+
+def test_cms_without_upsampler_kernel_grad_the_kernel_learns_from_the_block_only(cms_case):
+  """upsampler_kernel_grad=False: same outputs, and the tied kernel's gradient is exactly the
+  block's share (the untied copy's `conv1` gradient)."""
+  model, params, lr = cms_case
+  weight = jnp.asarray(np.random.default_rng(5).standard_normal((2, 8, 10, 1)), jnp.float32)
+  fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(CMSLapSRN)
+            if f.name not in ("parent", "name")}
+  no_grad = CMSLapSRN(**{**fields, "upsampler_kernel_grad": False})
+  untied = UntiedCMS(**fields)
+  loss_fn = lambda m: lambda p: jnp.sum(m.apply({"params": p}, lr, scale=2)[-1] * weight)
+  value, grads = jax.jit(jax.value_and_grad(loss_fn(no_grad)))(params)
+  untied_params = {**params, "untied_kernel": params["conv1"]["kernel"]}
+  want_value, want = jax.jit(jax.value_and_grad(loss_fn(untied)))(untied_params)
+  np.testing.assert_allclose(value, want_value, rtol=1e-5)
+  np.testing.assert_allclose(grads["conv1"]["kernel"], want["conv1"]["kernel"], rtol=1e-4,
+                             atol=1e-6 * float(jnp.abs(want["conv1"]["kernel"]).max()))
+
+
+def test_cms_fixed_rho_replaces_the_learned_one(cms_case):
+  """fixed_rho=r: the output is the learned model's at softplus(theta) = r, whatever theta is,
+  and theta gets no gradient."""
+  from lapsrn_jax.models.cms_lapsrn import softplus_inverse
+
+  model, params, lr = cms_case
+  fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(CMSLapSRN)
+            if f.name not in ("parent", "name")}
+  fixed = CMSLapSRN(**{**fields, "fixed_rho": 0.3})
+  with_theta = lambda t: {**params, "upconv": {**params["upconv"], "theta": jnp.float32(t)}}
+  out_fixed = fixed.apply({"params": with_theta(5.0)}, lr, scale=2)[-1]
+  out_learned = model.apply({"params": with_theta(softplus_inverse(0.3))}, lr, scale=2)[-1]
+  np.testing.assert_allclose(out_fixed, out_learned, rtol=1e-5, atol=1e-6)
+  grads = jax.grad(lambda p: jnp.sum(fixed.apply({"params": p}, lr, scale=2)[-1]))(params)
+  assert float(grads["upconv"]["theta"]) == 0.0
+
+
+def test_cms_fixed_rho_inf_is_the_limit_of_large_rho(cms_case):
+  """fixed_rho=inf (the tied transposed conv, no solve) agrees with fixed_rho=1e5 away from the
+  border (where the symmetric boundary differs from the convT's zeros), like the rho -> inf test."""
+  import math
+
+  model, params, lr = cms_case
+  fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(CMSLapSRN)
+            if f.name not in ("parent", "name")}
+  inf_out = CMSLapSRN(**{**fields, "fixed_rho": math.inf}).apply({"params": params}, lr,
+                                                                   scale=2)[-1]
+  big_out = CMSLapSRN(**{**fields, "fixed_rho": 1e5}).apply({"params": params}, lr, scale=2)[-1]
+  inner = lambda a: a[:, 2:, 2:]
+  err = float(jnp.linalg.norm(inner(inf_out - big_out)) / jnp.linalg.norm(inner(inf_out)))
+  assert err < 1e-3
+  with pytest.raises(ValueError, match="fixed_rho"):
+    CMSLapSRN(**{**fields, "fixed_rho": -1.0}).apply({"params": params}, lr, scale=2)

@@ -200,3 +200,20 @@ def test_cli_rejects_unknown_config_keys(tmp_path):
   assert proc.returncode != 0
   assert "num_stpes" in proc.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_path, monkeypatch):
+  """train.max_seconds: the run validates and checkpoints the step where the budget ran out and
+  returns early; a second call resumes from it and ends at num_steps. eval.at_start adds step 0."""
+  config = debug_config()
+  config.eval.at_start = True
+  config.train.max_seconds = 1e-6  # spent after the first step
+  first = loop.train_and_evaluate(config, tmp_path)
+  assert first["step"] == 1 and "val/psnr_x2" in first
+  assert steps_on_disk(tmp_path) == [1]
+  config.train.max_seconds = 0.0
+  second = loop.train_and_evaluate(config, tmp_path)
+  assert second["step"] == NUM_STEPS
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  val_steps = [r["step"] for r in records if "val/psnr_x2" in r]
+  assert val_steps[:2] == [0, 1] and val_steps[-1] == NUM_STEPS

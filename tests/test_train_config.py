@@ -123,3 +123,37 @@ def test_locked_config_rejects_unknown_keys():
   config.lock()
   with pytest.raises(AttributeError):
     config.train.num_stpes = 10
+
+
+def test_cms_finetune_config_args_set_schedule_and_ablation_overrides():
+  import math
+
+  from lapsrn_jax.training.config import cms_finetune_config
+
+  c = cms_finetune_config(3)
+  assert c.model.name == "cms_lapsrn_d5r8_conv3" and c.init_from == "official:MSLapSRN_D5R8"
+  assert c.optim.name == "adam" and c.upsampler_fit.steps > 0 and c.upsampler_fit.train_kernel
+  c = cms_finetune_config(1, "sgd,rho_inf")
+  assert c.optim.name == "sgd" and c.model.overrides.fixed_rho == math.inf
+  c = cms_finetune_config(5, "no_upsampler_kernel_grad")
+  assert c.model.overrides.upsampler_kernel_grad is False and not c.upsampler_fit.train_kernel
+  c = cms_finetune_config(3, "scratch")
+  assert c.init_from == "" and c.upsampler_fit.steps == 0
+  validate_config(cms_finetune_config(3, "pad0"))
+  with pytest.raises(ValueError, match="unknown config arg.*'pad1'"):
+    cms_finetune_config(3, "pad1")
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("train.max_seconds", -1.0, "max_seconds"),
+    ("upsampler_fit.patch_size", 30, "upsampler_fit.patch_size"),
+    ("upsampler_fit.steps", -3, "upsampler_fit.steps"),
+])
+def test_bad_budget_and_stage1_fields_are_rejected(field, value, match):
+  from lapsrn_jax.training.config import cms_finetune_config
+
+  c = cms_finetune_config(3)
+  group, key = field.split(".")
+  c[group][key] = value
+  with pytest.raises(ValueError, match=match):
+    validate_config(c)

@@ -66,3 +66,36 @@ def test_fit_reaches_the_tied_transposed_conv_and_only_moves_the_kernel_when_ask
                                           kernel_learning_rate=1e-3)
   assert kernel_losses[-1] < 0.3 * kernel_losses[0]
   assert not np.allclose(moved[f"conv{TIE}"]["kernel"], cms[f"conv{TIE}"]["kernel"])
+
+
+def test_stage1_in_initialization_lowers_the_feature_error_on_fresh_patches(case):
+  """`initialization.fit_converted_upsampler` (stage 1 of the CMS recipe, run by the training
+  init): on a new batch of patches the fitted upsampler matches the MS upconv better than the
+  conversion does."""
+  import ml_collections
+
+  from lapsrn_jax.models import CMSLapSRN
+  from lapsrn_jax.training import initialization
+  from lapsrn_jax.training.config import base_config
+
+  model, params, _, _ = case
+  cms_model = CMSLapSRN(depth=2, recursions=1, features=F, tie_to=TIE, pad=PAD)
+  cms = cms_params_from_ms(params, TIE)
+  config = base_config()
+  config.data.train = "skimage:train"
+  config.upsampler_fit = ml_collections.ConfigDict(dict(
+      steps=60, patches=4, patch_size=16, scales=(2, 4), learning_rate=0.1, train_kernel=True,
+      kernel_learning_rate=3e-2))
+  fitted = initialization.fit_converted_upsampler(cms_model, cms, model, params, config)
+  assert jax.tree.structure(fitted) == jax.tree.structure(cms)
+  from lapsrn_jax.data.pipeline import make_train_iterator
+
+  it = make_train_iterator("skimage:train", global_batch_size=4, scales=(2, 4), patch_size=16,
+                           seed=7)
+  batch = next(it)
+  it.close()
+  fresh = uf.collect_features(model, params, {s: batch[f"x{s}"]["lr"] for s in (2, 4)})
+  err = lambda p: float(uf.feature_loss(uf.fit_params_of(p, TIE, train_kernel=True), None,
+                                        fresh, pad=PAD))
+  print(f"feature error: converted {err(cms):.4g}, fitted {err(fitted):.4g}")
+  assert err(fitted) < 0.8 * err(cms)

@@ -17,10 +17,15 @@ that constant instead of the learned rho (`inf`: the tied transposed conv itself
 from the recursive block alone).
 
 All grid sizes of one call are factorised in ONE `ops.factorize_many` call (one factor per
-level, shared by the whole batch): see the XLA-CPU hang pitfall in the design notes.
+level, shared by the whole batch): see the XLA-CPU hang pitfall in the design notes. The factors
+depend only on the tied kernel, theta and the grid sizes: inference computes them once with
+`apply(..., grids, method="factors")` and passes them back as `apply(..., factors=...)`
+(`lapsrn_jax.inference` caches them). CMS-LapSRN is not size-bucketed like LapSRN / MS-LapSRN:
+its Fourier solve couples the whole grid, so padding the input would change every output pixel.
 """
 
 import math
+from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -56,21 +61,28 @@ def apply_tied_inverse(factor, y: jax.Array, rho: jax.Array, tau: jax.Array,
   return ((1 + rho) * tau).astype(x.dtype) * x + bias.astype(x.dtype)
 
 
+def fixed_rho_tau(kernel: jax.Array, theta: jax.Array, tau_grad: bool = False,
+                  fixed_rho: float = 0.0) -> tuple[jax.Array, jax.Array]:
+  """`rho_tau`, with rho replaced by the constant `fixed_rho` when it is > 0 (finite)."""
+  rho, tau = rho_tau(kernel, theta, tau_grad)
+  return (jnp.asarray(fixed_rho, rho.dtype) if fixed_rho else rho), tau
+
+
 def make_upsamplers(kernel: jax.Array, theta: jax.Array, bias: jax.Array, grids, *, pad: int = 8,
-                    tau_grad: bool = False, fixed_rho: float = 0.0) -> list:
+                    tau_grad: bool = False, fixed_rho: float = 0.0, factors=None) -> list:
   """The tied upsampler of each LR grid in `grids` (`[(h, w), ...]`): callables `y -> up(y)`.
 
   `y` `[N, h, w, F]` -> `[N, 2h, 2w, F]`. One `ops.factorize_many` call for all grids (the
   XLA-CPU hang pitfall, inverse_conv.md). `fixed_rho`: 0 = `softplus(theta)` (learned); > 0 =
   that constant; `inf` = the tied MatConvNet transposed conv (the `rho -> inf` limit; no solve).
+  `factors`: precomputed ones for `grids` (None: factorise here).
   """
   if fixed_rho == math.inf:
     up = lambda y: layers.conv_transpose2x(y, kernel, layers.FEATURE_UP_CROP, bias)
     return [up] * len(grids)
-  rho, tau = rho_tau(kernel, theta, tau_grad)
-  if fixed_rho:
-    rho = jnp.asarray(fixed_rho, rho.dtype)
-  factors = ops.factorize_many(kernel, rho * tau, list(grids), boundary="symmetric", pad=pad)
+  rho, tau = fixed_rho_tau(kernel, theta, tau_grad, fixed_rho)
+  if factors is None:
+    factors = ops.factorize_many(kernel, rho * tau, list(grids), boundary="symmetric", pad=pad)
   return [lambda y, f=f: apply_tied_inverse(f, y, rho, tau, bias) for f in factors]
 
 
@@ -88,6 +100,12 @@ def tied_inverse_upsample(y: jax.Array, kernel: jax.Array, bias: jax.Array, thet
   rho, tau = rho_tau(kernel, theta, tau_grad)
   factor = ops.factorize(kernel, rho * tau, y.shape[1:3], boundary="symmetric", pad=pad)
   return apply_tied_inverse(factor, y, rho, tau, bias)
+
+
+def level_grids(lr_hw: tuple[int, int], num_levels: int) -> tuple[tuple[int, int], ...]:
+  """The LR grid of each level's upsampler: `(H 2^l, W 2^l)`, l = 0 .. num_levels - 1."""
+  h, w = lr_hw
+  return tuple((h << l, w << l) for l in range(num_levels))
 
 
 class TiedUpsamplerParams(nn.Module):
@@ -144,17 +162,45 @@ class CMSLapSRN(nn.Module):
     convs = [(c.kernel, c.bias) for c in self.convs]
     return recursive_block(x, convs, self.recursions, self.skip)
 
-  def __call__(self, lr: jax.Array, *, scale: int) -> tuple[jax.Array, ...]:
+  def factor_inputs(self) -> tuple[jax.Array, jax.Array]:
+    """What the factors depend on besides the grid sizes: `(tied kernel, theta)`."""
+    return self.tied_kernel(), self.upconv.theta
+
+  def factors(self, grids) -> tuple[ops.InverseConvFactor, ...]:
+    """The upsampler's factors of `C C^T + rho tau I`, one per LR grid `(H, W)` in `grids`.
+
+    One `ops.factorize_many` call; `apply(..., grids, method="factors")`.
+    """
+    if self.fixed_rho == math.inf:
+      return ()  # the tied transposed conv needs no solve
+    kernel = self.upsampler_kernel()
+    rho, tau = fixed_rho_tau(kernel, self.upconv.theta, self.tau_grad, self.fixed_rho)
+    return ops.factorize_many(kernel, rho * tau, grids, boundary="symmetric", pad=self.pad)
+
+  def upsampler_kernel(self) -> jax.Array:
+    """The tied kernel as the upsampler sees it (gradient stopped unless upsampler_kernel_grad)."""
+    kernel = self.tied_kernel()
+    return kernel if self.upsampler_kernel_grad else jax.lax.stop_gradient(kernel)
+
+  def __call__(self, lr: jax.Array, *, scale: int,
+               factors: Sequence[ops.InverseConvFactor] | None = None) -> tuple[jax.Array, ...]:
+    """`lr [N, H, W, 1]` -> the SR image of every level.
+
+    `factors`: precomputed `self.factors(level_grids((H, W), log2(scale)))`, e.g. cached across
+    calls at inference (gradients reach the tied kernel and theta through the solve only if they
+    were computed inside the differentiated function). None: factorise here.
+    """
     layers.check_input(lr)
     n = layers.num_levels(scale)
-    h, w = lr.shape[1:3]
-    kernel = self.tied_kernel()
-    if not self.upsampler_kernel_grad:
-      kernel = jax.lax.stop_gradient(kernel)
-    # One factorisation call for every grid size of this call (one per level, whole batch).
-    ups = make_upsamplers(kernel, self.upconv.theta, self.upconv.bias,
-                          [(h << l, w << l) for l in range(n)], pad=self.pad,
-                          tau_grad=self.tau_grad, fixed_rho=self.fixed_rho)
+    grids = level_grids(lr.shape[1:3], n)
+    if self.fixed_rho == math.inf:
+      factors = None
+    elif factors is not None and tuple(f.lr_shape for f in factors) != grids:
+      raise ValueError(f"factors are for the grids {tuple(f.lr_shape for f in factors)}, this "
+                       f"input and scale need {grids}")
+    ups = make_upsamplers(self.upsampler_kernel(), self.upconv.theta, self.upconv.bias, grids,
+                          pad=self.pad, tau_grad=self.tau_grad, fixed_rho=self.fixed_rho,
+                          factors=factors)
     upsample = lambda level, y: ups[level](y)
 
     return pyramid(lr, n, self.input_conv, self.block, upsample, self.residual_conv, self.img_up)

@@ -5,6 +5,8 @@ Per level (post-activation, no sharing): `depth` x (conv 3x3 -> LReLU), ConvTran
 and `image = img_up(image) + residual` with a per-level 4x4 image upsampler.
 """
 
+from typing import Callable
+
 import flax.linen as nn
 import jax
 
@@ -23,11 +25,14 @@ class LapSRNLevel(nn.Module):
     self.residual_conv = layers.Conv(f, 1)
     self.img_up = layers.image_upsampler()
 
-  def __call__(self, feats: jax.Array, image: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, feats: jax.Array, image: jax.Array,
+               keep: Callable[[jax.Array], jax.Array] = layers.keep_all
+               ) -> tuple[jax.Array, jax.Array]:
+    """`keep` (`layers.valid_region`) is applied to every layer's output."""
     for conv in self.convs:
-      feats = layers.leaky_relu(conv(feats))
-    feats = layers.leaky_relu(self.upconv(feats))
-    return feats, self.img_up(image) + self.residual_conv(feats)
+      feats = keep(layers.leaky_relu(conv(feats)))
+    feats = keep(layers.leaky_relu(self.upconv(feats)))
+    return feats, keep(self.img_up(image) + self.residual_conv(feats))
 
 
 class LapSRN(nn.Module):
@@ -36,7 +41,9 @@ class LapSRN(nn.Module):
   Parameters: `input_conv`, then `level_2x`, `level_4x`, ... (named by the scale they output;
   the official files number the same levels `level{L}`, ..., `level1`).
   `apply(..., lr [N, H, W, 1], scale=None)` -> tuple of `[N, 2^l H, 2^l W, 1]` for l = 1 ..
-  log2(scale) (`scale=None`: every level).
+  log2(scale) (`scale=None`: every level). `valid_hw=(h, w)` (int `[2]` or `[N, 2]`, may be
+  traced): the images fill only the top-left `h x w` of `lr`; the outputs then equal the model on
+  the images alone in the top-left `2^l h x 2^l w` and are zero elsewhere (size buckets).
   """
   levels: int = 2
   depth: int = 10
@@ -49,11 +56,14 @@ class LapSRN(nn.Module):
     self.pyramid = [LapSRNLevel(self.depth, self.features, name=f"level_{2 ** (i + 1)}x")
                     for i in range(self.levels)]
 
-  def __call__(self, lr: jax.Array, scale: int | None = None) -> tuple[jax.Array, ...]:
+  def __call__(self, lr: jax.Array, scale: int | None = None, *,
+               valid_hw: jax.Array | None = None) -> tuple[jax.Array, ...]:
     layers.check_input(lr)
     n = self.levels if scale is None else layers.num_levels(scale, self.levels)
-    feats, image, outputs = layers.leaky_relu(self.input_conv(lr)), lr, []
+    keep = layers.valid_region(lr.shape[1:3], valid_hw)
+    lr = keep(lr)
+    feats, image, outputs = keep(layers.leaky_relu(self.input_conv(lr))), lr, []
     for level in self.pyramid[:n]:
-      feats, image = level(feats, image)
+      feats, image = level(feats, image, keep)
       outputs.append(image)
     return tuple(outputs)

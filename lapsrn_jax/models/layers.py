@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from lapsrn_jax.ops.stride2 import dilated_transpose_conv
+
 LEAK = 0.2  # LeakyReLU slope of every LapSRN model.
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -54,10 +56,10 @@ def conv_transpose2x(y: jax.Array, kernel: jax.Array, crop: tuple[int, int, int,
   kh, kw = kernel.shape[:2]
   top, bottom, left, right = crop
   # Adjoint of a strided correlation = correlation of the 2x zero-dilated input with the
-  # spatially flipped kernel whose I/O axes are swapped; cropping = removing padding.
-  rhs = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2).astype(y.dtype)
+  # spatially flipped kernel whose I/O axes are swapped; cropping = removing padding. The custom
+  # JVP of `dilated_transpose_conv` gives a fast kernel gradient on XLA-CPU (per-tap matmuls).
   pad = ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))
-  x = lax.conv_general_dilated(y, rhs, (1, 1), pad, lhs_dilation=(2, 2), dimension_numbers=_DIMS)
+  x = dilated_transpose_conv(y, kernel, pad)
   return x if bias is None else x + bias.astype(y.dtype)
 
 
@@ -148,6 +150,40 @@ def num_levels(scale: int, max_levels: int | None = None) -> int:
     raise ValueError(f"scale {scale} needs {levels} pyramid levels but this model has "
                      f"{max_levels} (largest scale {2 ** max_levels})")
   return levels
+
+
+def keep_all(x: jax.Array) -> jax.Array:
+  """The identity: `valid_region` of a canvas that is all image."""
+  return x
+
+
+def valid_region(lr_hw: tuple[int, int],
+                 valid_hw: jax.Array | None) -> Callable[[jax.Array], jax.Array]:
+  """`keep(x)`: `x` `[N, h, w, C]` with zeros outside its valid top-left region.
+
+  For running a model on a canvas larger than the image (size buckets): the image occupies the
+  top-left `valid_hw` pixels of the LR canvas `lr_hw`, hence the top-left `f valid_hw` pixels of
+  a grid `f` times as large (`f = h // lr_hw[0]`). A 3x3 conv or a MatConvNet convT of a canvas
+  that is zero outside the valid region gives, inside it, exactly the values of the same layer on
+  the image alone (the zeros play the part of the zero padding), so zeroing every layer's output
+  outside the region keeps the whole network exact there.
+
+  Args:
+    lr_hw: static LR canvas size `(H, W)`.
+    valid_hw: int `[2]` (every image) or `[N, 2]` (per image) LR `(h, w)`, traced is fine; None:
+      the whole canvas (`keep_all`).
+  """
+  if valid_hw is None:
+    return keep_all
+  valid = jnp.asarray(valid_hw, jnp.int32).reshape(-1, 2)[:, None, None, None, :]  # [N|1,1,1,1,2]
+
+  def keep(x):
+    f = x.shape[1] // lr_hw[0]
+    rows = jnp.arange(x.shape[1])[:, None, None] < f * valid[..., 0]
+    cols = jnp.arange(x.shape[2])[None, :, None] < f * valid[..., 1]
+    return jnp.where(rows & cols, x, jnp.zeros((), x.dtype))
+
+  return keep
 
 
 def check_input(lr: jax.Array) -> None:

@@ -21,7 +21,9 @@ SKIPS = ("NS", "DS", "SS")  # no skip / distinct source (block input) / shared s
 
 
 def recursive_block(source: jax.Array, convs: Sequence[tuple[jax.Array, jax.Array]],
-                    recursions: int, skip: str) -> jax.Array:
+                    recursions: int, skip: str,
+                    keep: Callable[[jax.Array], jax.Array] = layers.keep_all
+                    ) -> jax.Array:
   """`recursions` applications of the shared block `x -> convD(LReLU(... conv1(LReLU(x))))`.
 
   Args:
@@ -29,6 +31,7 @@ def recursive_block(source: jax.Array, convs: Sequence[tuple[jax.Array, jax.Arra
     convs: `(kernel [3, 3, F, F], bias [F])` of conv1 .. convD (the same arrays every recursion).
     recursions: R >= 1.
     skip: "SS": `x_r = block(x_{r-1}) + source`; "DS": `+ x_{r-1}`; "NS": no skip.
+    keep: applied to every conv output (`layers.valid_region`; default the identity).
 
   Runs as a `lax.scan` over the recursions (the same arrays every step), fully unrolled: on
   XLA-CPU the kernel gradient of a conv inside a rolled loop body is ~65x slower (measured: the
@@ -37,7 +40,7 @@ def recursive_block(source: jax.Array, convs: Sequence[tuple[jax.Array, jax.Arra
   def body(x, _):
     h = x
     for kernel, bias in convs:
-      h = layers.conv3x3(layers.leaky_relu(h), kernel, bias)
+      h = keep(layers.conv3x3(layers.leaky_relu(h), kernel, bias))
     if skip == "SS":
       h = h + source
     elif skip == "DS":
@@ -49,12 +52,18 @@ def recursive_block(source: jax.Array, convs: Sequence[tuple[jax.Array, jax.Arra
 
 def pyramid(lr: jax.Array, num_levels: int, input_conv: Callable, block: Callable,
             upsample: Callable[[int, jax.Array], jax.Array], residual_conv: Callable,
-            img_up: Callable) -> tuple[jax.Array, ...]:
-  """The MS-LapSRN level loop; `upsample(level, LReLU(block output))` is the feature upsampler."""
-  feats, image, outputs = input_conv(lr), lr, []
+            img_up: Callable, keep: Callable[[jax.Array], jax.Array] = layers.keep_all
+            ) -> tuple[jax.Array, ...]:
+  """The MS-LapSRN level loop; `upsample(level, LReLU(block output))` is the feature upsampler.
+
+  `keep` (`layers.valid_region`; default the identity) is applied to the input and to the output of
+  every layer here; `block` must apply it to its own conv outputs.
+  """
+  lr = keep(lr)
+  feats, image, outputs = keep(input_conv(lr)), lr, []
   for level in range(num_levels):
-    feats = upsample(level, layers.leaky_relu(block(feats)))
-    image = img_up(image) + residual_conv(feats)
+    feats = keep(upsample(level, layers.leaky_relu(block(feats))))
+    image = keep(img_up(image) + residual_conv(feats))
     outputs.append(image)
   return tuple(outputs)
 
@@ -73,7 +82,9 @@ class MSLapSRN(nn.Module):
   Parameters: `input_conv`, `conv1` .. `conv{depth}` (the recursive block), `upconv`
   (kernel `[3, 3, F, F]` in MatConvNet convt layout, bias), `residual_conv`, `img_up`.
   `apply(..., lr [N, H, W, 1], scale=s)` (s = 2, 4, 8, ...) -> tuple of `[N, 2^l H, 2^l W, 1]`,
-  l = 1 .. log2(s).
+  l = 1 .. log2(s). `valid_hw=(h, w)` (int `[2]` or `[N, 2]`, may be traced): the images fill
+  only the top-left `h x w` of `lr`; the outputs then equal the model on the images alone in the
+  top-left `2^l h x 2^l w` and are zero elsewhere (size buckets: one compile for many sizes).
   """
   depth: int = 5
   recursions: int = 8
@@ -89,12 +100,15 @@ class MSLapSRN(nn.Module):
     self.residual_conv = layers.Conv(f, 1)
     self.img_up = layers.image_upsampler()
 
-  def block(self, x: jax.Array) -> jax.Array:
+  def block(self, x: jax.Array,
+            keep: Callable[[jax.Array], jax.Array] = layers.keep_all) -> jax.Array:
     """The shared recursive block, all recursions: `[N, H, W, F]` -> `[N, H, W, F]`."""
     convs = [(c.kernel, c.bias) for c in self.convs]
-    return recursive_block(x, convs, self.recursions, self.skip)
+    return recursive_block(x, convs, self.recursions, self.skip, keep)
 
-  def __call__(self, lr: jax.Array, *, scale: int) -> tuple[jax.Array, ...]:
+  def __call__(self, lr: jax.Array, *, scale: int,
+               valid_hw: jax.Array | None = None) -> tuple[jax.Array, ...]:
     layers.check_input(lr)
-    return pyramid(lr, layers.num_levels(scale), self.input_conv, self.block,
-                   lambda level, x: self.upconv(x), self.residual_conv, self.img_up)
+    keep = layers.valid_region(lr.shape[1:3], valid_hw)
+    return pyramid(lr, layers.num_levels(scale), self.input_conv, lambda x: self.block(x, keep),
+                   lambda level, x: self.upconv(x), self.residual_conv, self.img_up, keep)

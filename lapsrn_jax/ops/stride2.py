@@ -87,7 +87,8 @@ def transpose_conv_window(z: jax.Array, kernel: jax.Array, start: tuple[int, int
     z = jnp.pad(z, ((0, 0), (ah, 0), (aw, 0), (0, 0)), mode="wrap")
     i0, j0 = i0 + ah, j0 + aw
   zs = z[:, i0 - ah:i0 + hh, j0 - aw:j0 + ww]
-  return _dilated_transpose_conv(zs, kernel.astype(z.dtype), (2 * ah, 2 * aw))
+  padding = ((kh - 1 - 2 * ah, 1), (kw - 1 - 2 * aw, 1))  # drop 2a HR rows/cols before the window
+  return dilated_transpose_conv(zs, kernel.astype(z.dtype), padding)
 
 
 # The two convolutions below carry a custom JVP whose kernel tangent is a sum of per-tap matmuls:
@@ -135,37 +136,57 @@ def _valid_stride2_conv_jvp(primals, tangents):
 _valid_stride2_conv.defjvp(_valid_stride2_conv_jvp, symbolic_zeros=True)
 
 
+def dilated_transpose_conv(y: jax.Array, kernel: jax.Array,
+                           padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+  """The transposed stride-2 convolution as one `lhs_dilation=2` conv, with a fast gradient.
+
+  `x[q] = Σ_u kernel[u] y[(q + kh - 1 - lo - u) / 2]` (terms with a non-integer or out-of-range
+  index are zero), per spatial axis with `padding = (lo, hi)`: the full scatter
+  `full[2i + u] += kernel[u] y[i]` (length `2(H - 1) + kh`) with `kh - 1 - lo` leading and
+  `kh - 1 - hi` trailing entries removed (negative: zeros added).
+
+  Args:
+    y: LR features `[N, H, W, C_out]`.
+    kernel: `[kh, kw, C_in, C_out]` (the kernel of the strided conv this is the adjoint of).
+    padding: static `((lo_h, hi_h), (lo_w, hi_w))` of the dilated convolution.
+
+  Returns:
+    `[N, 2H + lo_h + hi_h - kh, 2W + lo_w + hi_w - kw, C_in]`.
+  """
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  return _dilated_transpose_conv(y, kernel.astype(y.dtype), padding)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _dilated_transpose_conv(zs, kernel, shift):
-  """`x[q] = Σ_u kernel[u] zs[(q + shift - u) / 2]`, `q < 2 len(zs) - shift` (zero outside)."""
-  kh, kw = kernel.shape[:2]
+def _dilated_transpose_conv(zs, kernel, padding):
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-  padding = ((kh - 1 - shift[0], 1), (kw - 1 - shift[1], 1))
   return lax.conv_general_dilated(zs, flipped, (1, 1), padding, lhs_dilation=(2, 2),
                                   dimension_numbers=_DN)
 
 
-def _transpose_taps(zs, dkernel, shift):
+def _transpose_taps(zs, dkernel, padding):
   """`_dilated_transpose_conv` as one matmul + strided placement per tap (linear in `dkernel`)."""
   kh, kw = dkernel.shape[:2]
+  (lo_h, hi_h), (lo_w, hi_w) = padding
   out = 0
   for u in range(kh):
     for v in range(kw):
-      t = jnp.einsum("nhwo,co->nhwc", zs, dkernel[u, v])  # lands on HR (2i + u - shift)
-      config = ((0, 0, 0), (u - shift[0], 1 - u, 1), (v - shift[1], 1 - v, 1), (0, 0, 0))
+      t = jnp.einsum("nhwo,co->nhwc", zs, dkernel[u, v])  # full-scatter row 2i + u
+      config = ((0, 0, 0), (u - (kh - 1 - lo_h), hi_h - u, 1),
+                (v - (kw - 1 - lo_w), hi_w - v, 1), (0, 0, 0))
       out = out + lax.pad(t, jnp.zeros((), t.dtype), config)
   return out
 
 
-def _dilated_transpose_conv_jvp(shift, primals, tangents):
+def _dilated_transpose_conv_jvp(padding, primals, tangents):
   zs, kernel = primals
   dzs, dkernel = tangents
-  x = _dilated_transpose_conv(zs, kernel, shift)
+  x = _dilated_transpose_conv(zs, kernel, padding)
   dx = jnp.zeros_like(x)
   if not _is_zero(dzs):
-    dx = dx + _dilated_transpose_conv(dzs, kernel, shift)
+    dx = dx + _dilated_transpose_conv(dzs, kernel, padding)
   if not _is_zero(dkernel):
-    dx = dx + _transpose_taps(zs, dkernel, shift)
+    dx = dx + _transpose_taps(zs, dkernel, padding)
   return x, dx
 
 
