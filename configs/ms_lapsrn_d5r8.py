@@ -17,8 +17,9 @@ per step with lapsrn_jax.models at commit 3994027 (conv gradients inside its lax
 recursions and its lhs-dilated transposed conv hit slow XLA:CPU paths), 49 s per step with both
 replaced (unrolled recursions, stride-2-conv VJP for the transposed conv); 1M steps need
 accelerators (see the README's scale-out notes; not measured on one here). Since commit 7376c83 the
-models unroll the recursions (135 s per step measured with that change alone); the faster
-transposed-conv gradient is not in the models yet.
+models unroll the recursions (135 s per step measured with that change alone), and since commit
+c698211 the transposed conv has the fast custom gradient too (benchmarks/RESULTS.md). On one H100
+GPU a step of the CMS-LapSRN variant of this recipe takes 67 ms (RESULTS.md).
 """
 
 from lapsrn_jax.training.config import base_config

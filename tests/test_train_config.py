@@ -56,12 +56,20 @@ def test_official_recipe_values():
 
 
 @pytest.mark.parametrize("conv", [1, 3, 5])
-def test_cms_configs_differ_from_ms_recipe_only_in_the_model(conv):
+def test_cms_scratch_configs_differ_from_ms_recipe_only_in_the_model(conv):
   ms = load(CONFIGS[0].parent / "ms_lapsrn_d5r8.py").to_dict()
-  cms = load(CONFIGS[0].parent / f"cms_lapsrn_d5r8_conv{conv}.py").to_dict()
+  path = CONFIGS[0].parent / f"cms_lapsrn_d5r8_conv{conv}.py"
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  cms = module.get_config("scratch").to_dict()
   assert cms.pop("model") == {"name": f"cms_lapsrn_d5r8_conv{conv}", "overrides": {}}
   ms.pop("model")
   assert cms == ms
+  finetune = load(path)
+  assert finetune.init_from == "official:MSLapSRN_D5R8" and finetune.upsampler_fit.steps > 0
+  assert finetune.data.to_dict() == ms["data"]
+  assert (finetune.train.batch_size, finetune.train.patch_size) == (64, 128)
 
 
 def _with(**fields) -> ml_collections.ConfigDict:

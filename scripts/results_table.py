@@ -1,0 +1,74 @@
+"""The seed's Table 1 layout from `python -m lapsrn_jax.evaluate --output` JSON files.
+
+    python scripts/results_table.py --bicubic bicubic.json --lapsrn lapsrn_x2.json,lapsrn_x4.json,\
+lapsrn_x8.json --ms-lapsrn ms_d5r8.json --cms1 conv1.json --cms3 conv3.json --cms5 conv5.json
+
+Prints a Markdown table: rows = scale x model (Bicubic, LapSRN, MS-LapSRN, CMS-LapSRN 1st / 3rd /
+5th conv), columns = Set5, Set14, BSDS100; each cell `ours PSNR / SSIM (poster PSNR / SSIM)`, the
+poster's numbers being the seed's Table 1 (evaluation.md). A row given no JSON shows "not run".
+"""
+
+import argparse
+import json
+
+SETS = ("Set5", "Set14", "BSDS100")
+ROWS = (("bicubic", "Bicubic"), ("lapsrn", "LapSRN (official weights)"),
+        ("ms_lapsrn", "MS-LapSRN D5R8 (official weights)"), ("cms1", "CMS-LapSRN (1st conv), ours"),
+        ("cms3", "CMS-LapSRN (3rd conv), ours"), ("cms5", "CMS-LapSRN (5th conv), ours"))
+# The seed poster's Table 1 (PSNR, SSIM) for Set5, Set14, BSDS100 (evaluation.md).
+POSTER = {
+    2: {"bicubic": ((33.69, .931), (30.25, .870), (29.57, .844)),
+        "lapsrn": ((37.24, .957), (32.78, .910), (31.78, .892)),
+        "ms_lapsrn": ((36.76, .955), (32.57, .908), (31.38, .888)),
+        "cms1": ((36.65, .954), (32.50, .906), (31.31, .886)),
+        "cms3": ((36.88, .955), (32.61, .908), (31.44, .888)),
+        "cms5": ((36.46, .954), (32.38, .905), (31.23, .885))},
+    4: {"bicubic": ((28.43, .811), (26.01, .704), (25.97, .670)),
+        "lapsrn": ((31.33, .884), (27.80, .769), (27.31, .724)),
+        "ms_lapsrn": ((31.48, .885), (28.19, .771), (27.30, .726)),
+        "cms1": ((31.44, .884), (28.20, .771), (27.31, .726)),
+        "cms3": ((31.51, .884), (28.19, .770), (27.32, .726)),
+        "cms5": ((31.52, .884), (28.19, .769), (27.31, .724))},
+    8: {"bicubic": ((24.40, .658), (23.10, .566), (23.67, .548)),
+        "lapsrn": ((26.19, .750), (24.29, .624), (24.61, .585)),
+        "ms_lapsrn": ((26.39, .754), (24.66, .629), (24.61, .587)),
+        "cms1": ((26.34, .753), (24.60, .627), (24.61, .587)),
+        "cms3": ((26.40, .756), (24.68, .629), (24.60, .587)),
+        "cms5": ((26.35, .753), (24.60, .627), (24.60, .586))},
+}
+
+
+def load(paths: str) -> dict:
+  """`{(set, scale): (psnr, ssim)}` from comma-separated evaluate JSON files (first model each)."""
+  out = {}
+  for path in (p for p in paths.split(",") if p):
+    with open(path) as f:
+      for r in json.load(f)["results"]:
+        out[(r["set"], int(r["scale"]))] = (r["psnr"], r["ssim"])
+  return out
+
+
+def table(measured: dict) -> str:
+  lines = ["| Model | Scale | " + " | ".join(SETS) + " |", "|---|---|" + "---|" * len(SETS)]
+  for scale in (2, 4, 8):
+    for key, label in ROWS:
+      cells = []
+      for i, s in enumerate(SETS):
+        p_psnr, p_ssim = POSTER[scale][key][i]
+        got = measured.get(key, {}).get((s, scale))
+        ours = f"**{got[0]:.2f}** / {got[1]:.4f}" if got else "not run"
+        cells.append(f"{ours} ({p_psnr:.2f} / {p_ssim:.3f})")
+      lines.append(f"| {label} | {scale}x | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  for key, label in ROWS:
+    parser.add_argument(f"--{key.replace('_', '-')}", default="", help=f"JSON(s) of {label}")
+  args = parser.parse_args(argv)
+  print(table({key: load(getattr(args, key)) for key, _ in ROWS}))
+
+
+if __name__ == "__main__":
+  main()
