@@ -1,0 +1,54 @@
+"""The training step's loss: CMS-LapSRN factorises each distinct grid once per step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lapsrn_jax import ops
+from lapsrn_jax.models import create_model
+from lapsrn_jax.training import losses, step
+
+
+def _batch(rng):
+  """x2 (LR 8x8, one level) and x4 (LR 4x4, two levels) chunks: both need the 8x8 grid."""
+  batch = {}
+  for s, n in ((2, 2), (4, 1)):
+    lr = rng.uniform(size=(n, 16 // s, 16 // s, 1)).astype(np.float32)
+    targets = tuple(rng.uniform(size=(n, 16 // s << l, 16 // s << l, 1)).astype(np.float32)
+                    for l in range(1, s.bit_length()))
+    batch[f"x{s}"] = {"lr": jnp.asarray(lr), "targets": targets, "weight": jnp.ones((n,))}
+  return batch
+
+
+def test_cms_loss_shares_one_factorisation_and_matches_per_chunk_solves(monkeypatch):
+  model = create_model("cms_lapsrn", depth=1, recursions=1, tie_to=1, pad=2, features=6)
+  rng = np.random.default_rng(0)
+  batch = _batch(rng)
+  params = model.init(jax.random.key(0), batch["x4"]["lr"], scale=4)["params"]
+  calls = []
+  real = ops.factorize_many
+  monkeypatch.setattr(ops, "factorize_many", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+  loss_fn = step.make_loss_fn(model, batch_size=3, eps=1e-3)
+  (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+  assert [tuple(g) for g in calls] == [((4, 4), (8, 8))]  # one call, each grid once
+
+  def per_chunk(p):  # the model factorising inside each call, the oracle
+    total = 0.0
+    for key, chunk in batch.items():
+      out = model.apply({"params": p}, chunk["lr"], scale=int(key[1:]))
+      total = total + jnp.sum(losses.pyramid_loss_per_image(out, chunk["targets"]))
+    return total / 3
+
+  want, want_grads = jax.value_and_grad(per_chunk)(params)
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+    np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-5 * float(jnp.abs(w).max()) + 1e-8)
+
+
+def test_models_without_a_solve_get_no_shared_factors():
+  rng = np.random.default_rng(1)
+  batch = _batch(rng)
+  ms = create_model("ms_lapsrn", depth=1, recursions=1, features=4)
+  assert step.shared_factors(ms, None, batch) is None
+  cms_inf = create_model("cms_lapsrn", depth=1, recursions=1, features=4, fixed_rho=float("inf"))
+  assert step.shared_factors(cms_inf, None, batch) is None
