@@ -2,7 +2,8 @@
 # The CMS-LapSRN runs of RESULTS.md, all at once on one machine (one accelerator shared by the
 # processes): the fine-tuning recipe for conv1 / conv3 / conv5, the official SGD schedule for conv3,
 # and the five conv3 ablations (shorter budget). Each run is `python -m lapsrn_jax.train` with a
-# wall-clock budget (train.max_seconds, counted after stage 1 and compilation); running this again
+# wall-clock budget (train.max_seconds: the training loop, from after stage 1; the first step's
+# compilation counts); running this again
 # with the same RUNS_DIR resumes every run.
 #
 #   usage: scripts/cms_finetune_runs.sh RUNS_DIR MAIN_SECONDS ABLATION_SECONDS [--config.x=y ...]

@@ -53,7 +53,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every = 100  # Steps between train-metric records (metrics.jsonl, TensorBoard).
   c.train.progress_bar = True  # tqdm bar with step/s and loss (process 0 only).
   c.train.distributed = False  # jax.distributed.initialize() first (multi-host: TPU pods, ...).
-  # Wall-clock budget of this invocation in seconds (0 = none): when spent, the run validates,
+  # Wall-clock budget of the training loop in seconds (0 = none; the first step's compilation
+  # counts, init and stage 1 do not): when spent, the run validates,
   # checkpoints and returns early; running the same command again resumes towards num_steps.
   c.train.max_seconds = 0.0
 
