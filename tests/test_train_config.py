@@ -21,6 +21,7 @@ def load(path: pathlib.Path) -> ml_collections.ConfigDict:
 @pytest.fixture(autouse=True)
 def _data_env(monkeypatch):
   monkeypatch.setenv("LAPSRN_DATA_DIR", "/nonexistent-but-set")  # validation touches no files
+  monkeypatch.setenv("LAPSRN_WEIGHTS_DIR", "/nonexistent-but-set")  # CMS configs: init_from official
 
 
 def _sequences(tree, prefix=""):
