@@ -68,21 +68,30 @@ def fixed_rho_tau(kernel: jax.Array, theta: jax.Array, tau_grad: bool = False,
   return (jnp.asarray(fixed_rho, rho.dtype) if fixed_rho else rho), tau
 
 
+def tied_factors(kernel: jax.Array, theta: jax.Array, grids, *, pad: int = 8,
+                 tau_grad: bool = False, fixed_rho: float = 0.0) -> tuple:
+  """Factors of `C C^T + rho tau I` for each LR grid in `grids`, in ONE `ops.factorize_many` call
+  (the XLA-CPU hang pitfall, inverse_conv.md); `()` for `fixed_rho = inf` (no solve)."""
+  if fixed_rho == math.inf:
+    return ()
+  rho, tau = fixed_rho_tau(kernel, theta, tau_grad, fixed_rho)
+  return ops.factorize_many(kernel, rho * tau, list(grids), boundary="symmetric", pad=pad)
+
+
 def make_upsamplers(kernel: jax.Array, theta: jax.Array, bias: jax.Array, grids, *, pad: int = 8,
                     tau_grad: bool = False, fixed_rho: float = 0.0, factors=None) -> list:
   """The tied upsampler of each LR grid in `grids` (`[(h, w), ...]`): callables `y -> up(y)`.
 
-  `y` `[N, h, w, F]` -> `[N, 2h, 2w, F]`. One `ops.factorize_many` call for all grids (the
-  XLA-CPU hang pitfall, inverse_conv.md). `fixed_rho`: 0 = `softplus(theta)` (learned); > 0 =
+  `y` `[N, h, w, F]` -> `[N, 2h, 2w, F]`. `fixed_rho`: 0 = `softplus(theta)` (learned); > 0 =
   that constant; `inf` = the tied MatConvNet transposed conv (the `rho -> inf` limit; no solve).
-  `factors`: precomputed ones for `grids` (None: factorise here).
+  `factors`: precomputed `tied_factors` for `grids` (None: computed here).
   """
   if fixed_rho == math.inf:
     up = lambda y: layers.conv_transpose2x(y, kernel, layers.FEATURE_UP_CROP, bias)
     return [up] * len(grids)
   rho, tau = fixed_rho_tau(kernel, theta, tau_grad, fixed_rho)
   if factors is None:
-    factors = ops.factorize_many(kernel, rho * tau, list(grids), boundary="symmetric", pad=pad)
+    factors = tied_factors(kernel, theta, grids, pad=pad, tau_grad=tau_grad, fixed_rho=fixed_rho)
   return [lambda y, f=f: apply_tied_inverse(f, y, rho, tau, bias) for f in factors]
 
 
@@ -171,11 +180,8 @@ class CMSLapSRN(nn.Module):
 
     One `ops.factorize_many` call; `apply(..., grids, method="factors")`.
     """
-    if self.fixed_rho == math.inf:
-      return ()  # the tied transposed conv needs no solve
-    kernel = self.upsampler_kernel()
-    rho, tau = fixed_rho_tau(kernel, self.upconv.theta, self.tau_grad, self.fixed_rho)
-    return ops.factorize_many(kernel, rho * tau, grids, boundary="symmetric", pad=self.pad)
+    return tied_factors(self.upsampler_kernel(), self.upconv.theta, grids, pad=self.pad,
+                        tau_grad=self.tau_grad, fixed_rho=self.fixed_rho)
 
   def upsampler_kernel(self) -> jax.Array:
     """The tied kernel as the upsampler sees it (gradient stopped unless upsampler_kernel_grad)."""
