@@ -2,7 +2,8 @@
 
 Every (variant, scale, LR size, batch) runs in its own subprocess, so that its peak RSS
 (VmHWM of that process: imports + weights + compile + runs) is clean.
-Variants: `jax-ms` (load_official), `jax-cms` (create_model("cms_lapsrn_d5r8_conv3") with
+Variants: `jax-ms` (load_official; with the `lapsrn_jax.xla_cpu` flag that `import lapsrn_jax`
+adds), `jax-ms-ynn` (the same, with XLA-CPU's default YNNPACK convolutions: what the flag buys), `jax-cms` (create_model("cms_lapsrn_d5r8_conv3") with
 cms_params_from_ms(..., tie_to=3): the MS weights, rho = 1), `torch-nhwc` / `torch-nchw`
 (benchmarks/torch_reference.py, `torch.inference_mode`, `torch.set_num_threads(os.cpu_count())`;
 the faster layout is the PyTorch number), and `jax-cms-cached`: the same CMS-LapSRN forward with the
@@ -42,7 +43,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VARIANTS = ("jax-ms", "jax-cms", "jax-cms-cached", "torch-nhwc", "torch-nchw")
+VARIANTS = ("jax-ms", "jax-cms", "jax-cms-cached", "torch-nhwc", "torch-nchw", "jax-ms-ynn")
 FULL = {"scales": (2, 4, 8), "sizes": (64, 128, 256), "batches": (1, 8)}
 QUICK_CONFIGS = ((2, 64, 1), (2, 64, 8), (2, 128, 8), (4, 64, 1))  # (scale, LR size, batch)
 
@@ -118,35 +119,6 @@ def _jax_setup(variant: str, scale: int, weights: str):
   return model, fn, params
 
 
-def cms_factors(model, params, lr_shape: tuple[int, int], scale: int):
-  """The per-level `InverseConvFactor`s CMSLapSRN.__call__ builds for an input of `lr_shape`."""
-  from lapsrn_jax import ops
-  from lapsrn_jax.models.cms_lapsrn import rho_tau
-
-  kernel = params[f"conv{model.tie_to}"]["kernel"]
-  rho, tau = rho_tau(kernel, params["upconv"]["theta"], model.tau_grad)
-  h, w = lr_shape
-  return ops.factorize_many(kernel, rho * tau, [(h << l, w << l) for l in range(int(math.log2(scale)))],
-                            boundary="symmetric", pad=model.pad)
-
-
-def cms_forward_cached(model, params, factors, lr):
-  """CMSLapSRN.__call__ with precomputed `factors` (one per level): the same pyramid and layers."""
-  from lapsrn_jax.models import layers
-  from lapsrn_jax.models.cms_lapsrn import apply_tied_inverse, rho_tau
-  from lapsrn_jax.models.ms_lapsrn import pyramid, recursive_block
-
-  conv = lambda name: (lambda x: layers.conv3x3(x, params[name]["kernel"], params[name]["bias"]))
-  block_convs = [(params[f"conv{d}"]["kernel"], params[f"conv{d}"]["bias"]) for d in range(1, model.depth + 1)]
-  rho, tau = rho_tau(params[f"conv{model.tie_to}"]["kernel"], params["upconv"]["theta"], model.tau_grad)
-  return pyramid(
-      lr, len(factors), conv("input_conv"),
-      lambda x: recursive_block(x, block_convs, model.recursions, model.skip),
-      lambda level, y: apply_tied_inverse(factors[level], y, rho, tau, params["upconv"]["bias"]),
-      conv("residual_conv"),
-      lambda img: layers.conv_transpose2x(img, params["img_up"]["kernel"], layers.IMAGE_UP_CROP))
-
-
 def worker(spec: dict) -> dict:
   """Times one variant; returns the record printed as JSON by `--worker`."""
   variant, scale, size, batch = spec["variant"], spec["scale"], spec["size"], spec["batch"]
@@ -161,8 +133,10 @@ def worker(spec: dict) -> dict:
     out["rss_setup_mb"] = rss_mb()
     t = time.perf_counter()
     if variant == "jax-cms-cached":
-      factors = jax.block_until_ready(jax.jit(lambda p: cms_factors(model, p, (size, size), scale))(params))
-      cached = jax.jit(lambda p, f, x: cms_forward_cached(model, p, f, x))
+      from lapsrn_jax.inference import cms_factors
+
+      factors = jax.block_until_ready(cms_factors(model, params, (size, size), scale))
+      cached = jax.jit(lambda p, f, x: model.apply({"params": p}, x, scale=scale, factors=f))
       compiled_cached = cached.lower(params, factors, x).compile()
       out["compile_s"] = time.perf_counter() - t  # factorisation (incl. its compile) + compile
       call = lambda: jax.block_until_ready(compiled_cached(params, factors, x))
@@ -202,10 +176,22 @@ def worker(spec: dict) -> dict:
 # Driver.
 
 
+def worker_env(variant: str) -> dict:
+  """The worker's environment: `*-ynn` variants get XLA-CPU's defaults (no `lapsrn_jax.xla_cpu` flag)."""
+  env = dict(os.environ)
+  if variant.endswith("-ynn"):
+    from lapsrn_jax import xla_cpu
+
+    env[xla_cpu.OPT_OUT] = "0"
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(xla_cpu.CONV_FLAG, "").strip()
+  return env
+
+
 def run_in_subprocess(spec: dict, script: str = __file__, flag: str = "--worker") -> dict:
   """Runs `script <flag> <spec json>` and returns the record it printed (or `{..., "error"}`)."""
   cmd = [sys.executable, os.path.abspath(script), flag, json.dumps(spec)]
-  proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr (progress, errors) passes through
+  proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True,  # stderr (progress, errors) passes through
+                        env=worker_env(spec.get("variant", "")))
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
   if proc.returncode != 0 or not lines:
     return {**spec, "error": f"worker exit code {proc.returncode} (its stderr is above)"}
@@ -230,8 +216,8 @@ def summarise(rows: list[dict]) -> str:
     by_cfg.setdefault((r["scale"], r["size"], r["batch"]), {})[r["variant"]] = r
   lines = ["| scale | LR | batch | GFLOP | JAX MS s | JAX CMS s | JAX CMS cached s | Torch NHWC s | "
            "Torch NCHW s | JAX MS img/s | JAX MS MP/s | Torch best MP/s | Torch best / JAX MS | "
-           "JAX CMS / JAX MS | CMS cached / JAX MS |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "JAX CMS / JAX MS | CMS cached / JAX MS | JAX MS untuned (YNNPACK conv) s | untuned / JAX MS |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for (s, n, b), v in sorted(by_cfg.items()):
     med = {k: v[k].get("median_s") if k in v else None for k in VARIANTS}
     torch_best = min((t for t in (med["torch-nhwc"], med["torch-nchw"]) if t), default=None)
@@ -243,7 +229,7 @@ def summarise(rows: list[dict]) -> str:
         f"{_fmt(med['torch-nhwc'])} | {_fmt(med['torch-nchw'])} | "
         f"{_fmt(b / jm if jm else None, '{:.3g}')} | {_fmt(mp / jm if jm else None, '{:.3g}')} | "
         f"{_fmt(mp / torch_best if torch_best else None, '{:.3g}')} | {ratio(torch_best, jm)} | "
-        f"{ratio(jc, jm)} | {ratio(jcc, jm)} |")
+        f"{ratio(jc, jm)} | {ratio(jcc, jm)} | {_fmt(med['jax-ms-ynn'])} | {ratio(med['jax-ms-ynn'], jm)} |")
   lines += ["", "| scale | LR | batch | compile s (JAX MS / CMS / CMS cached: factorise + compile) | "
             "1st call s (JAX MS / CMS / Torch NHWC / NCHW) | peak RSS MB (JAX MS / CMS / CMS cached / "
             "Torch NHWC / NCHW) |", "|---|---|---|---|---|---|"]

@@ -8,6 +8,8 @@ The PyTorch step is the same objective with `torch.optim.SGD(momentum=0.9, weigh
 (no bias multiplier: same arithmetic, different constants) on benchmarks/torch_reference.py.
 Batches are synthetic (seeded uniform [0, 1]) with exactly the pipeline's shapes: the global batch is
 split over scales 2/4/8 in contiguous chunks (batch 64 -> 22/22/20), patch P -> LR P/s.
+`jax-ms-ynn` is the JAX MS step with XLA-CPU's default YNNPACK convolutions (without the
+`lapsrn_jax.xla_cpu` flag that `import lapsrn_jax` adds): what the flag buys.
 Each (variant, setting) runs in its own subprocess (peak RSS = VmHWM of that process).
 Times: compile (`lower().compile()`, JAX), first step, then the median of the timed steps.
 
@@ -37,7 +39,7 @@ sys.path.insert(0, HERE)
 from inference import machine_info, ms_lapsrn_gflop, rss_mb, run_in_subprocess, time_calls  # noqa: E402
 
 SCALES = (2, 4, 8)
-VARIANTS = ("jax-ms", "jax-cms", "torch-nhwc", "torch-nchw")
+VARIANTS = ("jax-ms", "jax-cms", "torch-nhwc", "torch-nchw", "jax-ms-ynn")
 SETTINGS = {"b8_p64": (8, 64), "b64_p128": (64, 128)}  # name -> (global batch, HR patch)
 
 
@@ -216,8 +218,8 @@ def summarise(rows: list[dict], pipe: list[dict], prof: dict | None = None) -> s
     by.setdefault(r["setting"], {})[r["variant"]] = r
   lines = ["| setting | fwd GFLOP | JAX MS step s | JAX CMS step s | Torch NHWC s | Torch NCHW s | "
            "JAX CMS / JAX MS | Torch best / JAX MS | JAX MS patches/s | JAX compile s (MS / CMS) | "
-           "peak RSS MB (JAX MS / CMS / Torch NHWC / NCHW) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "peak RSS MB (JAX MS / CMS / Torch NHWC / NCHW / MS untuned) | JAX MS untuned (YNNPACK conv) s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for name, (b, p) in SETTINGS.items():
     if name not in by:
       continue
@@ -232,7 +234,7 @@ def summarise(rows: list[dict], pipe: list[dict], prof: dict | None = None) -> s
         f"{f(jc / jm if jc and jm else None, '{:.2f}')} | {f(tb / jm if tb and jm else None, '{:.2f}')} | "
         f"{f(b / jm if jm else None, '{:.1f}')} | {f(g('jax-ms', 'compile_s'), '{:.1f}')} / "
         f"{f(g('jax-cms', 'compile_s'), '{:.1f}')} | "
-        + " / ".join(f(g(k, "peak_rss_mb"), "{:.0f}") for k in VARIANTS) + " |")
+        + " / ".join(f(g(k, "peak_rss_mb"), "{:.0f}") for k in VARIANTS) + f" | {f(g('jax-ms-ynn', 'median_s'))} |")
   for r in pipe:
     lines.append(f"\npipeline alone (batch {r['batch']}, {r['patch']}², workers {r['workers']}): "
                  + (f"{r['patches_per_s']:.1f} patches/s" if "error" not in r else f"ERROR {r['error']}"))

@@ -7,9 +7,16 @@ Public functional API (imported lazily so `import lapsrn_jax` stays cheap):
 - `load_official(path)` -> `(model, params)` from an official MatConvNet `.mat` file.
 - `super_resolve(model, params, image, scale)` -> the image upscaled `scale` times
   (RGB or gray, uint8 or float in [0, 1]; the network runs on Y, CbCr use bicubic).
+
+Importing the package adds one XLA-CPU flag to `XLA_FLAGS` (Eigen instead of YNNPACK for
+convolutions: faster here); see `lapsrn_jax.xla_cpu`.
 """
 
 __version__ = "0.1.0"
+
+from lapsrn_jax import xla_cpu as _xla_cpu
+
+_xla_cpu.tune()  # before JAX starts its CPU backend; see lapsrn_jax/xla_cpu.py (opt out: LAPSRN_XLA_CPU_TUNING=0)
 
 _LAZY = {
     "create_model": "lapsrn_jax.models",
