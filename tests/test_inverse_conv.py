@@ -273,3 +273,32 @@ def test_bad_inputs_raise_value_error(call, message):
   kernel = jnp.ones((3, 3, 2, 3))
   with pytest.raises(ValueError, match=message):
     call(y, kernel)
+
+
+@pytest.mark.parametrize("ksize", [(3, 3), (4, 4), (2, 3), (5, 4), (1, 1)])
+def test_polyphase_transpose_conv_equals_the_lhs_dilated_convolution(x64, ksize):
+  """`dilated_transpose_conv` (polyphase) == XLA's `lhs_dilation=2` convolution, every padding.
+
+  Paddings from -1 to kh + 1 per side cover crops, zero extension and the models' geometries.
+  Oracle: XLA's own lhs-dilated convolution, float64.
+  """
+  from lapsrn_jax.ops.stride2 import dilated_transpose_conv
+
+  kh, kw = ksize
+  rng = np.random.default_rng(kh * 10 + kw)
+  y, kernel = rng.standard_normal((2, 5, 6, 3)), rng.standard_normal((kh, kw, 4, 3))
+  flipped = np.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+  checked = 0
+  for lo_h in (-1, 0, kh - 1, kh + 1):
+    for hi_h in (-1, 1, kh):
+      for pad_w in ((0, 1), (kw - 1, kw + 1)):
+        padding = ((lo_h, hi_h), pad_w)
+        if 10 + lo_h + hi_h - kh <= 0 or 12 + sum(pad_w) - kw <= 0:
+          continue
+        expected = lax.conv_general_dilated(y, flipped, (1, 1), padding, lhs_dilation=(2, 2),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        got = dilated_transpose_conv(jnp.asarray(y), jnp.asarray(kernel), padding)
+        assert got.shape == expected.shape, padding
+        np.testing.assert_allclose(got, expected, atol=1e-12, err_msg=str(padding))
+        checked += 1
+  assert checked >= 16

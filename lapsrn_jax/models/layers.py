@@ -56,8 +56,8 @@ def conv_transpose2x(y: jax.Array, kernel: jax.Array, crop: tuple[int, int, int,
   kh, kw = kernel.shape[:2]
   top, bottom, left, right = crop
   # Adjoint of a strided correlation = correlation of the 2x zero-dilated input with the
-  # spatially flipped kernel whose I/O axes are swapped; cropping = removing padding. The custom
-  # JVP of `dilated_transpose_conv` gives a fast kernel gradient on XLA-CPU (per-tap matmuls).
+  # spatially flipped kernel whose I/O axes are swapped; cropping = removing padding.
+  # `dilated_transpose_conv` computes it polyphase (a stride-1 conv: fast, also its gradient).
   pad = ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))
   x = dilated_transpose_conv(y, kernel, pad)
   return x if bias is None else x + bias.astype(y.dtype)

@@ -9,7 +9,6 @@ cross-correlation, anchor (0, 0)):
 MatConvNet's `ConvTranspose(upsample 2, crop [0 1 0 1])` (the MS-LapSRN feature upsampler).
 """
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -91,12 +90,12 @@ def transpose_conv_window(z: jax.Array, kernel: jax.Array, start: tuple[int, int
   return dilated_transpose_conv(zs, kernel.astype(z.dtype), padding)
 
 
-# The two convolutions below carry a custom JVP whose kernel tangent is a sum of per-tap matmuls:
-# its transpose (the kernel gradient) is then strided slices + GEMMs. XLA-CPU's own kernel gradient
-# of a strided / lhs-dilated convolution is an rhs-dilated convolution: for `lax.conv_transpose`
-# at batch 8, LR 64, 64->64 it took 9.7 s against 0.16 s for the forward pass (ours: 0.58 s).
+# The strided convolution below carries a custom JVP whose kernel tangent is a sum of per-tap
+# matmuls: its transpose (the kernel gradient) is then strided slices + GEMMs. XLA-CPU's own kernel
+# gradient of a strided convolution is an rhs-dilated convolution, which is extremely slow there.
 # Symbolic-zero tangents skip the unused half (e.g. no per-tap matmuls when only `x` is
-# differentiated).
+# differentiated). The transposed convolution (`dilated_transpose_conv`, above) needs no custom
+# rule: its polyphase form is a stride-1 convolution.
 
 
 def _is_zero(tangent) -> bool:
@@ -138,12 +137,20 @@ _valid_stride2_conv.defjvp(_valid_stride2_conv_jvp, symbolic_zeros=True)
 
 def dilated_transpose_conv(y: jax.Array, kernel: jax.Array,
                            padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
-  """The transposed stride-2 convolution as one `lhs_dilation=2` conv, with a fast gradient.
+  """The transposed stride-2 convolution, computed polyphase: one stride-1 conv on the LR grid.
 
   `x[q] = Σ_u kernel[u] y[(q + kh - 1 - lo - u) / 2]` (terms with a non-integer or out-of-range
   index are zero), per spatial axis with `padding = (lo, hi)`: the full scatter
   `full[2i + u] += kernel[u] y[i]` (length `2(H - 1) + kh`) with `kh - 1 - lo` leading and
-  `kh - 1 - hi` trailing entries removed (negative: zeros added).
+  `kh - 1 - hi` trailing entries removed (negative: zeros added). This is what
+  `lax.conv_general_dilated(y, flipped kernel, padding, lhs_dilation=2)` computes.
+
+  The even and odd outputs of each axis are two small correlations of `y` with the even and odd
+  taps of `kernel` (`ceil(kh / 2)` taps each). All four phases are one stride-1 convolution with
+  `4 C_in` outputs, then interleaved (depth-to-space) and cropped. XLA-CPU runs the
+  `lhs_dilation` form over the 4x larger zero-dilated input, and differentiates its kernel as an
+  rhs-dilated convolution (9.7 s against 0.16 s forward at batch 8, LR 64); the polyphase form
+  and its autodiff gradient are ordinary stride-1 convolutions (`benchmarks/convt_grad.py`).
 
   Args:
     y: LR features `[N, H, W, C_out]`.
@@ -153,44 +160,31 @@ def dilated_transpose_conv(y: jax.Array, kernel: jax.Array,
   Returns:
     `[N, 2H + lo_h + hi_h - kh, 2W + lo_w + hi_w - kw, C_in]`.
   """
-  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  return _dilated_transpose_conv(y, kernel.astype(y.dtype), padding)
+  (lo_h, hi_h), (lo_w, hi_w) = ((int(lo), int(hi)) for lo, hi in padding)
+  n, h, w, c_out = y.shape
+  kh, kw, c_in, _ = kernel.shape
+  sh, sw = (kh + 1) // 2, (kw + 1) // 2  # taps per phase
+  # kernel[2s + a] -> phase a, tap s; the correlation window y[q - S + 1 .. q] meets tap s at
+  # position d = S - 1 - s, hence the flip.
+  k = jnp.pad(kernel.astype(y.dtype), ((0, 2 * sh - kh), (0, 2 * sw - kw), (0, 0), (0, 0)))
+  k = jnp.flip(k.reshape(sh, 2, sw, 2, c_in, c_out), (0, 2))        # [d_h, a, d_w, b, C_in, C_out]
+  k = k.transpose(0, 2, 5, 1, 3, 4).reshape(sh, sw, c_out, 4 * c_in)  # HWIO, outputs (a, b, C_in)
+  # Explicit zero padding + VALID: with the padding inside the conv, XLA-CPU's kernel gradient
+  # was 80x slower (21.5 s against 0.27 s at batch 8, LR 128).
+  y = jnp.pad(y, ((0, 0), (sh - 1, sh - 1), (sw - 1, sw - 1), (0, 0)))
+  phases = lax.conv_general_dilated(y, k, (1, 1), "VALID", dimension_numbers=_DN)  # [N, H+sh-1, W+sw-1, 4 C_in]
+  qh, qw = h + sh - 1, w + sw - 1
+  full = phases.reshape(n, qh, qw, 2, 2, c_in).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * qh, 2 * qw, c_in)
+  return _crop_or_pad(full, (kh - 1 - lo_h, 2 * h + lo_h + hi_h - kh), (kw - 1 - lo_w, 2 * w + lo_w + hi_w - kw))
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _dilated_transpose_conv(zs, kernel, padding):
-  flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
-  return lax.conv_general_dilated(zs, flipped, (1, 1), padding, lhs_dilation=(2, 2),
-                                  dimension_numbers=_DN)
-
-
-def _transpose_taps(zs, dkernel, padding):
-  """`_dilated_transpose_conv` as one matmul + strided placement per tap (linear in `dkernel`)."""
-  kh, kw = dkernel.shape[:2]
-  (lo_h, hi_h), (lo_w, hi_w) = padding
-  out = 0
-  for u in range(kh):
-    for v in range(kw):
-      t = jnp.einsum("nhwo,co->nhwc", zs, dkernel[u, v])  # full-scatter row 2i + u
-      config = ((0, 0, 0), (u - (kh - 1 - lo_h), hi_h - u, 1),
-                (v - (kw - 1 - lo_w), hi_w - v, 1), (0, 0, 0))
-      out = out + lax.pad(t, jnp.zeros((), t.dtype), config)
-  return out
-
-
-def _dilated_transpose_conv_jvp(padding, primals, tangents):
-  zs, kernel = primals
-  dzs, dkernel = tangents
-  x = _dilated_transpose_conv(zs, kernel, padding)
-  dx = jnp.zeros_like(x)
-  if not _is_zero(dzs):
-    dx = dx + _dilated_transpose_conv(dzs, kernel, padding)
-  if not _is_zero(dkernel):
-    dx = dx + _transpose_taps(zs, dkernel, padding)
-  return x, dx
-
-
-_dilated_transpose_conv.defjvp(_dilated_transpose_conv_jvp, symbolic_zeros=True)
+def _crop_or_pad(x: jax.Array, rows: tuple[int, int], cols: tuple[int, int]) -> jax.Array:
+  """`x[:, start : start + size]` per spatial axis `(start, size)`, zeros where out of range."""
+  config = [(0, 0, 0)]
+  for (start, size), length in ((rows, x.shape[1]), (cols, x.shape[2])):
+    config.append((-start, start + size - length, 0))  # lax.pad: negative = crop
+  config.append((0, 0, 0))
+  return lax.pad(x, jnp.zeros((), x.dtype), config)
 
 
 def stride2_conv_transpose(y: jax.Array, kernel: jax.Array) -> jax.Array:
