@@ -4,8 +4,9 @@ Batch 8 per scale, HR patch 64, scales 2/4/8 (LR 32/16/8). The "lax" variant swa
 `layers.conv_transpose2x` (polyphase: `ops.stride2.dilated_transpose_conv`) for the plain
 `lhs_dilation` convolution (XLA's own kernel gradient); both run in this process on the same
 inputs. The printed gradient difference is float32 round-off amplified by the 40-conv block at
-initialisation (the two forms agree to 1e-12 in float64: tests/test_inverse_conv.py). Not a test. From the repository root (so that this
-checkout's `lapsrn_jax` is imported): `PYTHONPATH=. python benchmarks/convt_grad.py [repeats]`.
+initialisation (the two forms agree to 1e-12 in float64: tests/test_inverse_conv.py). Not a
+test. From the repository root (so that this checkout's `lapsrn_jax` is imported):
+`PYTHONPATH=. python benchmarks/convt_grad.py [repeats]`.
 """
 
 import statistics

@@ -3,7 +3,8 @@
 Every (variant, scale, LR size, batch) runs in its own subprocess, so that its peak RSS
 (VmHWM of that process: imports + weights + compile + runs) is clean.
 Variants: `jax-ms` (load_official; with the `lapsrn_jax.xla_cpu` flag that `import lapsrn_jax`
-adds), `jax-ms-ynn` (the same, with XLA-CPU's default YNNPACK convolutions: what the flag buys), `jax-cms` (create_model("cms_lapsrn_d5r8_conv3") with
+adds), `jax-ms-ynn` (the same, with XLA-CPU's default YNNPACK convolutions: what the flag buys),
+`jax-cms` (create_model("cms_lapsrn_d5r8_conv3") with
 cms_params_from_ms(..., tie_to=3): the MS weights, rho = 1), `torch-nhwc` / `torch-nchw`
 (benchmarks/torch_reference.py, `torch.inference_mode`, `torch.set_num_threads(os.cpu_count())`;
 the faster layout is the PyTorch number), and `jax-cms-cached`: the same CMS-LapSRN forward with the

@@ -1,12 +1,13 @@
 """XLA-CPU tuning that `import lapsrn_jax` applies before JAX starts its CPU backend.
 
 jaxlib 0.10 hands every 3×3 convolution on CPU to YNNPACK (an HLO `ynn_fusion`). On the
-networks here (64→64 3×3 convolutions, NHWC float32) XLA's own Eigen convolution is faster:
-on the 2-core Xeon of `benchmarks/RESULTS.md`, a chain of ten convolutions at batch 8, 64²
-ran at 95–121 GFLOP/s with YNNPACK and 186–202 GFLOP/s with Eigen, and the MS-LapSRN D5R8
-forward at 2x, LR 64², batch 8 went from 1.04 s to 0.65 s (`benchmarks/inference.py`, variant
-`jax-ms-ynn` = the untuned default, measured in the same run). The one flag below turns the
-YNNPACK convolution fusion off; matmuls, FFTs and everything else are untouched.
+networks here (64→64 3×3 convolutions, NHWC float32) XLA's own Eigen convolution is faster
+on most shapes. On the 2-core Xeon of `benchmarks/RESULTS.md` (2026-11-26): Eigen beat YNNPACK
+in all six `benchmarks/conv_kernels.py` measurements; the MS-LapSRN D5R8 forward at 2x, LR 64²,
+batch 8 went from 1.16 s to 0.58 s and the official training step from 36.6 s to 19.1 s
+(variant `jax-ms-ynn` = the untuned default, same run), but three batch-8 inference sizes got
+10–14 % slower. The one flag below turns the YNNPACK convolution fusion off; matmuls, FFTs and
+everything else are untouched.
 
 XLA aborts the process on a flag it does not know, so the flag is only added for the jaxlib
 versions it was verified on (`VERIFIED_JAXLIB`); elsewhere nothing changes. XLA reads
