@@ -132,6 +132,15 @@ def test_iterator_state_restores_the_exact_future_batches(folder):
     np.testing.assert_array_equal(_flat(x), _flat(y))
 
 
+def test_start_batch_continues_the_stream_where_step_k_left_it(folder):
+  common = dict(global_batch_size=6, patch_size=P, seed=2)
+  reference = _take(pipeline.make_train_iterator(_cfg(folder), **common), 5)
+  resumed = _take(pipeline.make_train_iterator(_cfg(folder), start_batch=3, **common), 2)
+  for x, y in zip(reference[3:], resumed):
+    np.testing.assert_array_equal(_flat(x), _flat(y))
+  assert not np.array_equal(_flat(reference[0]), _flat(resumed[0]))
+
+
 def test_two_processes_together_give_the_single_process_batch(folder):
   common = dict(global_batch_size=12, patch_size=P, seed=4)
   single = _take(pipeline.make_train_iterator(_cfg(folder), **common), 2)
@@ -148,7 +157,8 @@ def test_two_processes_together_give_the_single_process_batch(folder):
     pipeline.make_train_iterator(_cfg(folder), process_index=0, process_count=3, **common)
 
 
-def test_worker_processes_give_the_same_batches_and_resume(folder, monkeypatch):
+def test_worker_processes_give_the_same_batches_and_resume_with_any_worker_count(folder,
+                                                                                 monkeypatch):
   monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # what the pipeline would set (kept local)
   monkeypatch.setenv("MKL_NUM_THREADS", "1")
   common = dict(global_batch_size=6, patch_size=P, seed=9)
@@ -170,10 +180,18 @@ def test_worker_processes_give_the_same_batches_and_resume(folder, monkeypatch):
     resumed.close()
   for x, y in zip(reference[1:], again):
     np.testing.assert_array_equal(_flat(x), _flat(y))
+  other_count = pipeline.make_train_iterator(_cfg(folder), num_workers=1, start_batch=1, **common)
+  try:  # what a resumed training run does, with another number of workers
+    again = _take(other_count, 2)
+  finally:
+    other_count.close()
+  for x, y in zip(reference[1:], again):
+    np.testing.assert_array_equal(_flat(x), _flat(y))
 
 
 def test_bad_arguments_raise_value_error(folder):
-  for kw in (dict(patch_size=30), dict(scales=(2, 3)), dict(seed=-1), dict(num_workers=-1)):
+  for kw in (dict(patch_size=30), dict(scales=(2, 3)), dict(seed=-1), dict(num_workers=-1),
+             dict(start_batch=-1)):
     args = dict(global_batch_size=6, patch_size=P, seed=0) | kw
     with pytest.raises(ValueError):
       pipeline.make_train_iterator(_cfg(folder), **args)

@@ -142,6 +142,29 @@ def test_load_trained_gives_the_model_and_the_best_params(runs):
     checkpointing.load_trained(runs.ref / "tensorboard")
 
 
+def test_checkpoints_of_older_versions_with_a_grain_data_item_still_restore(tmp_path):
+  """Older versions also saved the grain iterator state as a `data` item; it is ignored."""
+  import grain
+  import orbax.checkpoint as ocp
+  from grain import checkpoint as grain_checkpoint
+  state = {"step": np.int32(5), "w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+  it = iter(grain.MapDataset.range(10).to_iter_dataset())
+  next(it)
+  old = ocp.CheckpointManager(tmp_path / "checkpoints", item_handlers={
+      "state": ocp.StandardCheckpointHandler(), "data": grain_checkpoint.CheckpointHandler()})
+  old.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                      data=grain_checkpoint.CheckpointSave(it)))
+  old.wait_until_finished()
+  old.close()
+  manager = checkpointing.make_manager(tmp_path, keep=1, async_save=False)
+  import jax
+  restored = checkpointing.restore(manager, jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state))
+  manager.close()
+  assert int(restored["step"]) == 5
+  np.testing.assert_array_equal(restored["w"], state["w"])
+
+
 def test_resuming_with_a_different_model_is_refused(runs):
   config = debug_config()
   config.model.overrides.features = 16
@@ -202,9 +225,11 @@ def test_cli_rejects_unknown_config_keys(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
-def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_path, monkeypatch):
+def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_path, runs):
   """train.max_seconds: the run validates and checkpoints the step where the budget ran out and
-  returns early; a second call resumes from it and ends at num_steps. eval.at_start adds step 0."""
+  returns early; a second call resumes from it and ends at num_steps. eval.at_start adds step 0.
+  The second call uses a grain worker process where the first used none (a run moved to another
+  machine): the data stream goes on where it stopped, so the params end as the reference run's."""
   config = debug_config()
   config.eval.at_start = True
   config.train.max_seconds = 1e-6  # spent after the first step
@@ -212,8 +237,13 @@ def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_pa
   assert first["step"] == 1 and "val/psnr_x2" in first
   assert steps_on_disk(tmp_path) == [1]
   config.train.max_seconds = 0.0
+  config.data.num_workers = 1
   second = loop.train_and_evaluate(config, tmp_path)
   assert second["step"] == NUM_STEPS
+  resumed = flat_params(checkpointing.load_trained(tmp_path, prefer="latest")[1])
+  reference = flat_params(checkpointing.load_trained(runs.ref, prefer="latest")[1])
+  for key in reference:  # in-process vs the CLI's process: equal up to float reassociation
+    np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-7, err_msg=key)
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   val_steps = [r["step"] for r in records if "val/psnr_x2" in r]
   assert val_steps[:2] == [0, 1] and val_steps[-1] == NUM_STEPS

@@ -16,9 +16,10 @@ Stream layout (what is guaranteed). Global element g = b * B + j is slot j of gl
 (a new permutation every epoch) and its ratio/crop come from grain's `random_map` rng for index g;
 rot/flip of batch b come from `np.random.default_rng([seed, tag, b])`. So batch b depends only on
 (source, seed, B, scales, patch_size, augmentation flags) -- not on process_count, num_workers
-or num_threads. Slots are split over scales in contiguous chunks as the official code
-(`scale_batch_sizes`); with P processes, process p gets rows [p*c/P, (p+1)*c/P) of every
-chunk of c rows, so concatenating the processes' arrays in process order gives exactly the
+or num_threads. So the batch index alone is the stream's position: training resumes at step k
+with `make_train_iterator(..., start_batch=k)`, with any number of workers or hosts.
+Slots are split over scales in contiguous chunks as the official code (`scale_batch_sizes`);
+with P processes, process p gets rows [p*c/P, (p+1)*c/P) of every chunk of c rows, so concatenating the processes' arrays in process order gives exactly the
 single-process batch (each chunk size must be divisible by P). This is the layout
 `jax.make_array_from_process_local_data` expects for a batch axis sharded over processes.
 Each process computes only its own rows.
@@ -213,8 +214,9 @@ def make_train_dataset(data_cfg, *, global_batch_size: int, scales: Sequence[int
 def make_train_iterator(data_cfg, *, global_batch_size: int, scales: Sequence[int] = (2, 4, 8),
                         patch_size: int = 128, seed: int = 0, num_workers: int = 0,
                         process_index: int = 0, process_count: int = 1, num_threads: int = 1,
-                        prefetch: int = 2) -> grain.DatasetIterator:
-  """Infinite iterator over this process's share of each global batch (numpy dict).
+                        prefetch: int = 2, start_batch: int = 0,
+                        source: ImageSource | None = None) -> grain.DatasetIterator:
+  """Infinite iterator over this process's share of global batches `start_batch`, ... (numpy).
 
   Yields `{"x2": {"lr": [b2, P/2, P/2, 1], "targets": ([b2, P, P, 1],)}, "x4": {"lr":
   [b4, P/4, P/4, 1], "targets": ([b4, P/2, P/2, 1], [b4, P, P, 1])}, "x8": ...}`, float32
@@ -230,17 +232,22 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, scales: Sequence[in
       see `_single_threaded_blas_in_workers`). Close the iterator (`it.close()`) when done.
     num_threads / prefetch: grain ReadOptions per process (threads computing batches, and
       batches buffered).
+    start_batch: the first global batch to yield (resume a run at step k with k); the same
+      batches as skipping that many, without computing them.
+    source: the training images, when already resolved (`train_source(data_cfg)`).
 
   Returns:
-    A grain `DatasetIterator`; `get_state()` / `set_state()` checkpoint and restore the
-    position exactly (the next batches are identical).
+    A grain `DatasetIterator`. Its `get_state()` / `set_state()` also restore the position,
+    but only into an iterator with the same `num_workers`; `start_batch` works with any.
   """
-  if num_workers < 0 or num_threads < 0 or prefetch < 0:
-    raise ValueError(f"num_workers, num_threads and prefetch must be >= 0, got "
-                     f"{num_workers}, {num_threads}, {prefetch}")
+  if num_workers < 0 or num_threads < 0 or prefetch < 0 or start_batch < 0:
+    raise ValueError(f"num_workers, num_threads, prefetch and start_batch must be >= 0, got "
+                     f"{num_workers}, {num_threads}, {prefetch}, {start_batch}")
   ds = make_train_dataset(data_cfg, global_batch_size=global_batch_size, scales=scales,
                           patch_size=patch_size, seed=seed, process_index=process_index,
-                          process_count=process_count)
+                          process_count=process_count, source=source)
+  if start_batch:
+    ds = ds[int(start_batch):]  # a view: batch i of `ds` is global batch start_batch + i
   it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
                                                prefetch_buffer_size=prefetch))
   if num_workers > 0:

@@ -1,11 +1,15 @@
-"""Checkpoints (orbax): the train state + the data-iterator position, the latest N plus the best.
+"""Checkpoints (orbax): the train state, the latest N plus the best.
 
 Layout of a workdir:
 
     workdir/config.json               the run's config (written at start, read by `load_trained`)
     workdir/checkpoints/<step>/state  TrainState (step, params, optimiser state + schedule count)
-    workdir/checkpoints/<step>/data   grain iterator state, one JSON file per host
     workdir/checkpoints/<step>/metrics  {"val_psnr": ...} when saved right after a validation
+
+The data position needs no file of its own: step k consumed global batches 0..k-1, and the
+pipeline restarts at batch k (`pipeline.make_train_iterator(start_batch=k)`), whatever the number
+of workers or hosts of either run. (Checkpoints of older versions also hold a `data` item, the
+grain iterator state; it is ignored.)
 
 Saves are asynchronous and atomic (orbax writes a temporary directory and renames it when complete;
 unfinished ones are deleted on the next start), so a run killed at any moment restarts from its last
@@ -21,10 +25,9 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from grain import checkpoint as grain_checkpoint
 from orbax.checkpoint import checkpoint_managers as policies
 
-STATE, DATA = "state", "data"
+STATE = "state"
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 BEST_METRIC = "val_psnr"  # mean Y-PSNR over the validated scales, dB
@@ -48,30 +51,22 @@ def make_manager(workdir: str | os.PathLike, *, keep: int, async_save: bool = Tr
       save_interval_steps=0 if read_only else 1, cleanup_tmp_directories=not read_only)
   return ocp.CheckpointManager(
       pathlib.Path(workdir).absolute() / CHECKPOINT_DIR, options=options,
-      item_handlers={STATE: ocp.StandardCheckpointHandler(),
-                     DATA: grain_checkpoint.CheckpointHandler()})
+      item_handlers={STATE: ocp.StandardCheckpointHandler()})
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any,
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
          metrics: dict | None = None) -> None:
-  """Starts saving `state` and the grain iterator's position at `step`.
-
-  The iterator state is captured before this returns (grain's handler is synchronous); the arrays
-  are written in the background when the manager is asynchronous.
-  """
-  manager.save(step, args=ocp.args.Composite(**{
-      STATE: ocp.args.StandardSave(state), DATA: grain_checkpoint.CheckpointSave(data_iterator)}),
+  """Starts saving `state` at `step` (written in the background when the manager is async)."""
+  manager.save(step, args=ocp.args.Composite(**{STATE: ocp.args.StandardSave(state)}),
       metrics=None if metrics is None else {BEST_METRIC: float(metrics[BEST_METRIC])})
 
 
-def restore(manager: ocp.CheckpointManager, abstract_state: Any, data_iterator: Any,
-            step: int | None = None) -> Any:
+def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | None = None) -> Any:
   """The state of `step` (default: the latest), laid out like `abstract_state` (a pytree of
-  `jax.ShapeDtypeStruct` with shardings); `data_iterator` is moved to the saved position."""
+  `jax.ShapeDtypeStruct` with shardings)."""
   step = manager.latest_step() if step is None else step
   restored = manager.restore(step, args=ocp.args.Composite(**{
-      STATE: ocp.args.StandardRestore(abstract_state),
-      DATA: grain_checkpoint.CheckpointRestore(data_iterator)}))
+      STATE: ocp.args.StandardRestore(abstract_state)}))
   return restored[STATE]
 
 

@@ -120,10 +120,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   tx = optimizer.make_optimizer(config.optim)
   schedule = optimizer.learning_rate_schedule(config.optim)
   data_cfg = _data_config(config)
-  train_iter = pipeline.make_train_iterator(
-      data_cfg, global_batch_size=t.batch_size, scales=tuple(t.scales), patch_size=t.patch_size,
-      seed=config.seed, num_workers=data_cfg.num_workers, process_index=jax.process_index(),
-      process_count=jax.process_count())
+  source = pipeline.train_source(data_cfg, patch_size=t.patch_size)  # bad data fails here, early
   val_images = pipeline.load_validation_set(data_cfg, crop=e.crop)
   if e.max_images:
     val_images = val_images[:e.max_images]
@@ -140,15 +137,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     abstract = jax.eval_shape(lambda: make_state(initialization.initial_params(
         model, ml_collections.ConfigDict({**config.to_dict(), "init_from": ""}),
         jax.random.key(0))))
-    state = checkpointing.restore(manager, checkpointing.abstract_like(abstract, repl), train_iter)
+    state = checkpointing.restore(manager, checkpointing.abstract_like(abstract, repl))
     logging.info("resumed from %s at step %d", manager.directory, int(state.step))
   checkpointing.write_config(workdir, config)
+  step = int(state.step)
+  train_iter = pipeline.make_train_iterator(  # step k consumed batches 0..k-1: go on at batch k
+      data_cfg, global_batch_size=t.batch_size, scales=tuple(t.scales), patch_size=t.patch_size,
+      seed=config.seed, num_workers=data_cfg.num_workers, process_index=jax.process_index(),
+      process_count=jax.process_count(), start_batch=step, source=source)
 
   train_step = step_lib.make_train_step(model, tx, mesh, batch_size=t.batch_size,
                                         eps=t.charbonnier_eps)
   global_sizes = sharding.scale_batch_sizes(t.batch_size, tuple(t.scales))
   writer = metric_writer.MetricWriter(workdir)
-  step = int(state.step)
   from tqdm import tqdm
   bar = tqdm(total=t.num_steps, initial=step, unit="step", dynamic_ncols=True,
              disable=not t.progress_bar or jax.process_index() != 0)
@@ -188,7 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
             f"x{s} {last_val[f'val/psnr_x{s}']:.2f} dB (bicubic "
             f"{last_val[f'val/bicubic_psnr_x{s}']:.2f})" for s in e.scales))
       if do_eval or step % config.checkpoint.every == 0:
-        checkpointing.save(manager, step, state, train_iter,
+        checkpointing.save(manager, step, state,
                            metrics={checkpointing.BEST_METRIC: last_val["val/psnr"]}
                            if do_eval else None)
       if out_of_time:
@@ -196,6 +197,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
                      step)
         break
   finally:
+    train_iter.close()  # stops grain's worker processes, if any
     bar.close()
     manager.wait_until_finished()
     manager.close()
