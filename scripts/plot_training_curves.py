@@ -1,6 +1,7 @@
 """Training curves of lapsrn-jax runs: validation Y-PSNR (and train loss) against step.
 
     python scripts/plot_training_curves.py results/runs --out figures/cms_training_curves.png
+    python scripts/plot_training_curves.py results/runs --out zoom.png --min-step 1000  # the plateau
 
 Reads every `<RUNS>/<name>/metrics.jsonl` (written by `python -m lapsrn_jax.train`) and draws, per
 validated scale, the validation PSNR of each run against its step, with the bicubic level as a
@@ -22,9 +23,10 @@ def read_metrics(path: pathlib.Path) -> list[dict]:
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def curves(records: list[dict], key: str) -> tuple[list[int], list[float]]:
-  """`(steps, values)` of the records holding `key`, in step order (last record per step wins)."""
-  by_step = {r["step"]: r[key] for r in records if key in r}
+def curves(records: list[dict], key: str, min_step: int = 0) -> tuple[list[int], list[float]]:
+  """`(steps, values)` of the records holding `key` at steps >= `min_step`, in step order (last
+  record per step wins)."""
+  by_step = {r["step"]: r[key] for r in records if key in r and r["step"] >= min_step}
   steps = sorted(by_step)
   return steps, [by_step[s] for s in steps]
 
@@ -35,6 +37,8 @@ def main(argv=None) -> None:
   parser.add_argument("--out", type=pathlib.Path, required=True, help="PNG to write")
   parser.add_argument("--runs-only", default="", help="comma-separated run names (default all)")
   parser.add_argument("--title", default="")
+  parser.add_argument("--min-step", type=int, default=0,
+                      help="leave out earlier steps (zooms the y axes on the end of training)")
   args = parser.parse_args(argv)
   names = [n for n in args.runs_only.split(",") if n] or sorted(
       p.parent.name for p in args.runs.glob("*/metrics.jsonl"))
@@ -46,14 +50,14 @@ def main(argv=None) -> None:
   fig, axes = plt.subplots(1, len(scales) + 1, figsize=(4.2 * (len(scales) + 1), 3.6))
   for ax, s in zip(axes, scales):
     for n, recs in runs.items():
-      ax.plot(*curves(recs, f"val/psnr_x{s}"), marker=".", label=n)
+      ax.plot(*curves(recs, f"val/psnr_x{s}", args.min_step), marker=".", label=n)
     steps, bic = curves(next(iter(runs.values())), f"val/bicubic_psnr_x{s}")
-    if bic:
+    if bic and not args.min_step:  # (zoomed: the bicubic level would unzoom the axis)
       ax.axhline(bic[0], color="gray", ls="--", lw=1, label="bicubic")
     ax.set(title=f"{s}x validation", xlabel="step", ylabel="Y-PSNR (dB)")
     ax.grid(alpha=0.3)
   for n, recs in runs.items():
-    axes[-1].plot(*curves(recs, "train/loss"), label=n)
+    axes[-1].plot(*curves(recs, "train/loss", args.min_step), label=n)
   axes[-1].set(title="train loss (Charbonnier / batch)", xlabel="step", yscale="log")
   axes[-1].grid(alpha=0.3)
   axes[0].legend(fontsize=7)
