@@ -5,7 +5,13 @@ boundary, pad 8): each piece of `ops.inverse_conv._apply` jitted on its own, nex
 MS-LapSRN feature upsampler it replaces (`layers.conv_transpose2x`). Medians of --repeats calls,
 in ms. The pieces overlap less than the whole (`apply total` fuses across them).
 
-  python benchmarks/apply_profile.py [--lr 128] [--batch 8] [--repeats 7]
+A second table times other ways to compute the per-frequency product `[F, N, C] @ [F, C, C]`
+(complex), the largest piece, each checked against `jnp.matmul`: real GEMMs (stacked, Gauss's
+3-multiplication form, the real 2C x 2C form), images as columns, the product split into
+independent halves, and a broadcast multiply-reduce. GFLOP/s count the complex product's
+8 F N C^2 real flops for every form.
+
+  python benchmarks/apply_profile.py [--lr 128] [--batch 8] [--repeats 7] [--no-gemm-forms]
 """
 
 import argparse
@@ -42,6 +48,7 @@ def main() -> None:
   p.add_argument("--channels", type=int, default=64)
   p.add_argument("--pad", type=int, default=8)
   p.add_argument("--repeats", type=int, default=7)
+  p.add_argument("--no-gemm-forms", action="store_true", help="skip the GEMM-formulation table")
   a = p.parse_args()
   rng = np.random.default_rng(0)
   n, h, c, pad = a.batch, a.lr, a.channels, a.pad
@@ -71,6 +78,59 @@ def main() -> None:
     ms = median_ms(jax.jit(fn), *args, repeats=a.repeats)
     extra = f" ({gflop / ms * 1e3:.0f} GFLOP/s)" if name.startswith("complex GEMM") else ""
     print(f"| {name} | {ms:.1f}{extra} |")
+  if not a.no_gemm_forms:
+    gemm_forms(rows, factor.inverse, gflop, a.repeats)
+
+
+def gemm_forms(rows, inverse, gflop: float, repeats: int) -> None:
+  """Times formulations of `rows @ inverse` (`[F, N, C] @ [F, C, C]`, complex64)."""
+  exact = jax.lax.Precision.HIGHEST
+  mm = lambda x, m: jnp.matmul(x, m, precision=exact)  # noqa: E731
+  n, c = rows.shape[1:]
+  p, q = jnp.real(inverse), jnp.imag(inverse)
+
+  def stacked(x, pq):  # [F, 2N, C] @ [F, C, 2C], one real GEMM, 4 real products
+    o = mm(jnp.concatenate([jnp.real(x), jnp.imag(x)], 1), pq)
+    return jax.lax.complex(o[:, :n, :c] - o[:, n:, c:], o[:, :n, c:] + o[:, n:, :c])
+
+  def gauss(x, g):  # 3 real GEMMs: (a + ib)(P + iQ) from (a+b)P, a(Q-P), b(P+Q)
+    g_p, g_qmp, g_ppq = g
+    a_, b_ = jnp.real(x), jnp.imag(x)
+    t1, t2, t3 = mm(a_ + b_, g_p), mm(a_, g_qmp), mm(b_, g_ppq)
+    return jax.lax.complex(t1 - t3, t1 + t2)
+
+  def real_2c(x, r):  # [F, N, 2C] @ [F, 2C, 2C]
+    o = mm(jnp.concatenate([jnp.real(x), jnp.imag(x)], -1), r)
+    return jax.lax.complex(o[..., :c], o[..., c:])
+
+  def columns(x, m_t):  # images as columns: [F, C, C] @ [F, C, N]
+    return jnp.swapaxes(mm(m_t, jnp.swapaxes(x, 1, 2)), 1, 2)
+
+  def halves(x, m):  # two independent dots (XLA-CPU may run independent ops concurrently)
+    (x1, x2), (m1, m2) = jnp.split(x, 2), jnp.split(m, 2)
+    return jnp.concatenate([mm(x1, m1), mm(x2, m2)])
+
+  def broadcast(x, m):  # multiply-reduce, no dot
+    return jnp.sum(x[:, :, :, None] * m[:, None, :, :], axis=2)
+
+  forms = [
+      ("complex matmul (what apply does)", mm, inverse),
+      ("real, stacked: [F, 2N, C] @ [F, C, 2C]", stacked, jnp.concatenate([p, q], -1)),
+      ("real, Gauss 3 GEMMs (1.5x factor memory)", gauss, (p, q - p, p + q)),
+      ("real 2C x 2C (2x factor memory)", real_2c,
+       jnp.concatenate([jnp.concatenate([p, q], -1), jnp.concatenate([-q, p], -1)], -2)),
+      ("images as columns", columns, jnp.swapaxes(inverse, 1, 2)),
+      ("two independent halves", halves, inverse),
+      ("broadcast multiply + sum", broadcast, inverse),
+  ]
+  reference = jax.jit(mm)(rows, inverse)
+  scale = float(jnp.max(jnp.abs(reference)))
+  print("\n| formulation of [F, N, C] @ [F, C, C] | ms | GFLOP/s | max rel. diff |\n|---|---|---|---|")
+  for name, fn, arg in forms:
+    jitted = jax.jit(fn)
+    diff = float(jnp.max(jnp.abs(jitted(rows, arg) - reference))) / scale
+    ms = median_ms(jitted, rows, arg, repeats=repeats)
+    print(f"| {name} | {ms:.1f} | {gflop / ms * 1e3:.0f} | {diff:.1e} |")
 
 
 if __name__ == "__main__":
