@@ -125,7 +125,8 @@ def gemm_forms(rows, inverse, gflop: float, repeats: int) -> None:
   ]
   reference = jax.jit(mm)(rows, inverse)
   scale = float(jnp.max(jnp.abs(reference)))
-  print("\n| formulation of [F, N, C] @ [F, C, C] | ms | GFLOP/s | max rel. diff |\n|---|---|---|---|")
+  print("\n| formulation of [F, N, C] @ [F, C, C] | ms | GFLOP/s | max rel. diff |")
+  print("|---|---|---|---|")
   for name, fn, arg in forms:
     jitted = jax.jit(fn)
     diff = float(jnp.max(jnp.abs(jitted(rows, arg) - reference))) / scale

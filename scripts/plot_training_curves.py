@@ -1,7 +1,7 @@
 """Training curves of lapsrn-jax runs: validation Y-PSNR (and train loss) against step.
 
     python scripts/plot_training_curves.py results/runs --out figures/cms_training_curves.png
-    python scripts/plot_training_curves.py results/runs --out zoom.png --min-step 1000  # the plateau
+    python scripts/plot_training_curves.py results/runs --out zoom.png --min-step 1000  # the end
 
 Reads every `<RUNS>/<name>/metrics.jsonl` (written by `python -m lapsrn_jax.train`) and draws, per
 validated scale, the validation PSNR of each run against its step, with the bicubic level as a

@@ -19,8 +19,9 @@ rot/flip of batch b come from `np.random.default_rng([seed, tag, b])`. So batch 
 or num_threads. So the batch index alone is the stream's position: training resumes at step k
 with `make_train_iterator(..., start_batch=k)`, with any number of workers or hosts.
 Slots are split over scales in contiguous chunks as the official code (`scale_batch_sizes`);
-with P processes, process p gets rows [p*c/P, (p+1)*c/P) of every chunk of c rows, so concatenating the processes' arrays in process order gives exactly the
-single-process batch (each chunk size must be divisible by P). This is the layout
+with P processes, process p gets rows [p*c/P, (p+1)*c/P) of every chunk of c rows, so
+concatenating the processes' arrays in process order gives exactly the single-process batch
+(each chunk size must be divisible by P). This is the layout
 `jax.make_array_from_process_local_data` expects for a batch axis sharded over processes.
 Each process computes only its own rows.
 """
