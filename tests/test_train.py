@@ -145,6 +145,7 @@ def test_load_trained_gives_the_model_and_the_best_params(runs):
 def test_checkpoints_of_older_versions_with_a_grain_data_item_still_restore(tmp_path):
   """Older versions also saved the grain iterator state as a `data` item; it is ignored."""
   import grain
+  import jax
   import orbax.checkpoint as ocp
   from grain import checkpoint as grain_checkpoint
   state = {"step": np.int32(5), "w": np.arange(6, dtype=np.float32).reshape(2, 3)}
@@ -157,7 +158,6 @@ def test_checkpoints_of_older_versions_with_a_grain_data_item_still_restore(tmp_
   old.wait_until_finished()
   old.close()
   manager = checkpointing.make_manager(tmp_path, keep=1, async_save=False)
-  import jax
   restored = checkpointing.restore(manager, jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state))
   manager.close()

@@ -9,7 +9,6 @@ cross-correlation, anchor (0, 0)):
 MatConvNet's `ConvTranspose(upsample 2, crop [0 1 0 1])` (the MS-LapSRN feature upsampler).
 """
 
-
 import jax
 import jax.numpy as jnp
 from jax import lax
