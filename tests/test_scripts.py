@@ -1,0 +1,100 @@
+"""The repo's `scripts/`: RESULTS.md's table is what the documented command prints, the curve plot
+is drawn from the committed metrics, and the rho scan's param edit."""
+
+import importlib.util
+import json
+import pathlib
+import re
+
+import jax
+import numpy as np
+
+from lapsrn_jax.training.config import base_config
+from lapsrn_jax.training.loop import train_and_evaluate
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+  spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_results_md_table_is_what_its_documented_command_prints_from_the_committed_json(capsys):
+  results_md = (ROOT / "RESULTS.md").read_text()
+  commands = re.findall(r"`python scripts/results_table\.py ([^`]+)`", results_md)
+  assert len(commands) == 1, "RESULTS.md should document one results_table.py command"
+  args = commands[0].split()
+  for value in args[1::2]:
+    for path in value.split(","):
+      assert (ROOT / path).is_file(), f"{path} (named in RESULTS.md) is not committed"
+  _script("results_table").main([a if a.startswith("--") else ",".join(
+      str(ROOT / p) for p in a.split(",")) for a in args])
+  printed = capsys.readouterr().out.strip()
+  assert printed.count("\n") == 19  # header, rule, 18 rows
+  assert printed in results_md
+
+
+def test_results_table_shows_not_run_for_a_row_without_json():
+  table = _script("results_table").table({"bicubic": {("Set5", 2): (33.69, 0.9307)}})
+  row = next(line for line in table.splitlines() if line.startswith("| Bicubic | 2x"))
+  assert "**33.69** / 0.9307 (33.69 / 0.931)" in row and "not run (30.25 / 0.870)" in row
+
+
+def test_curves_keep_the_last_record_of_a_step_and_drop_steps_below_min_step():
+  curves = _script("plot_training_curves").curves
+  records = [{"step": 0, "x": 1.0}, {"step": 250, "x": 2.0}, {"step": 250, "x": 3.0},
+             {"step": 500, "y": 9.0}, {"step": 750, "x": 4.0}]
+  assert curves(records, "x") == ([0, 250, 750], [1.0, 3.0, 4.0])
+  assert curves(records, "x", min_step=250) == ([250, 750], [3.0, 4.0])
+
+
+def test_training_curve_figure_is_drawn_from_the_committed_metrics(tmp_path):
+  runs = ROOT / "results" / "cms_runs"
+  for name in ("conv3", "conv3_long"):
+    first = json.loads((runs / name / "metrics.jsonl").read_text().splitlines()[0])
+    assert "step" in first
+  out = tmp_path / "curves.png"
+  _script("plot_training_curves").main([str(runs), "--out", str(out), "--runs-only",
+                                        "conv3,conv3_long", "--min-step", "1000"])
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rho_scan_sets_rho_through_theta_and_leaves_the_checkpoint_params_alone():
+  rho_scan = _script("rho_scan")
+  theta = np.float32(-0.5)
+  params = {"upconv": {"bias": np.zeros(4, np.float32), "theta": theta},
+            "conv": {"kernel": np.ones((3, 3, 1, 1), np.float32)}}
+  for rho in (1e-2, 0.453, 10.0):
+    edited = rho_scan.with_rho(params, rho)
+    np.testing.assert_allclose(jax.nn.softplus(edited["upconv"]["theta"]), rho, rtol=1e-5)
+    assert edited["conv"] is params["conv"] and edited["upconv"]["bias"] is params["upconv"]["bias"]
+  assert params["upconv"]["theta"] == theta
+
+
+def test_rho_scan_of_a_tiny_trained_cms_run_finds_its_learned_rho_and_reports_every_rho(tmp_path):
+  config = base_config()
+  config.model.name = "cms_lapsrn"
+  config.model.overrides = {"depth": 1, "recursions": 1, "tie_to": 1, "pad": 2, "features": 4}
+  config.data.train, config.data.val = "skimage:train", "skimage:val"
+  config.train.update(num_steps=2, batch_size=2, patch_size=16, scales=(2, 4), progress_bar=False)
+  config.eval.update(every=2, scales=(2, 4), crop=32)
+  config.checkpoint.update(every=2, async_save=False)
+  train_and_evaluate(config, tmp_path / "run")
+  out = tmp_path / "scan.json"
+  _script("rho_scan").main(["--model", str(tmp_path / "run"), "--rhos", "0.1,10",
+                            "--max-images", "1", "--train-batches", "2", "--first-batch", "7",
+                            "--out", str(out)])
+  result = json.loads(out.read_text())
+  rows = result["rows"]
+  assert [r["rho"] for r in rows][0] == 0.1 and rows[-1]["rho"] == 10.0 and len(rows) == 3
+  learned = [r for r in rows if r["learned"]]
+  assert len(learned) == 1 and learned[0]["rho"] == result["learned_rho"]
+  assert 0.1 < result["learned_rho"] < 10  # rho_init = 1, two small steps
+  assert len(result["dloss_dtheta"]) == 2 and all(np.isfinite(result["dloss_dtheta"]))
+  assert result["train_batches"] == [7, 8] and result["validation_images"] == 1
+  losses = [r["train_loss"] for r in rows]
+  assert all(np.isfinite(losses)) and len(set(losses)) == 3  # rho changes the network
+  assert all(np.isfinite(r["val/psnr_x2"]) and np.isfinite(r["val/psnr_x4"]) for r in rows)
