@@ -34,7 +34,7 @@ from inference import machine_info  # noqa: E402  pylint: disable=wrong-import-p
 HR_SHAPE = (320, 480)  # BSDS100's landscape geometry, mod-8
 
 
-def test_photo() -> np.ndarray:
+def bsds_sized_photo() -> np.ndarray:
   """uint8 RGB `[320, 480, 3]`: scikit-image's `astronaut` (512x512), centre rows, left columns."""
   from skimage import data  # pylint: disable=import-outside-toplevel
   img = data.astronaut()
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
   from lapsrn_jax.imresize import imresize  # pylint: disable=import-outside-toplevel
   info = machine_info()
   start = datetime.datetime.now(datetime.timezone.utc)
-  hr = test_photo()
+  hr = bsds_sized_photo()
   lr = {s: imresize(hr.astype(np.float64) / 255.0, 1.0 / s) for s in (2, 4, 8)}
   records = []
   for label, model, scales in models(args):

@@ -80,7 +80,7 @@ def main(argv=None) -> None:
   model, params = checkpointing.load_trained(args.model)
   if not isinstance(model, CMSLapSRN) or model.fixed_rho:
     raise SystemExit(f"{args.model} is not a CMS-LapSRN with a learned rho")
-  config = checkpointing.read_config(checkpointing._resolve(args.model)[0])  # pylint: disable=protected-access
+  config = checkpointing.read_config(checkpointing.resolve_run(args.model)[0])
   learned = float(jax.nn.softplus(params["upconv"]["theta"]))
   rhos = sorted({float(r) for r in args.rhos.split(",") if r} | {learned})
   if min(rhos) <= 0:

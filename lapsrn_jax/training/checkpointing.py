@@ -93,7 +93,7 @@ def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def _resolve(path: str | os.PathLike) -> tuple[pathlib.Path, int | None]:
+def resolve_run(path: str | os.PathLike) -> tuple[pathlib.Path, int | None]:
   """`(workdir, step or None)` for a workdir, its checkpoints/ folder or one checkpoints/<step>."""
   path = pathlib.Path(path).absolute()
   if (path / CONFIG_FILE).is_file():
@@ -122,7 +122,7 @@ def load_trained(workdir_or_checkpoint: str | os.PathLike, *, prefer: str = "bes
 
   if prefer not in ("best", "latest"):
     raise ValueError(f"prefer must be 'best' or 'latest', got {prefer!r}")
-  workdir, step = _resolve(workdir_or_checkpoint)
+  workdir, step = resolve_run(workdir_or_checkpoint)
   config = read_config(workdir)
   model = create_model(config.model.name, **config.model.overrides.to_dict())
   manager = make_manager(workdir, keep=1, async_save=False, read_only=True)
