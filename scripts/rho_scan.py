@@ -26,7 +26,7 @@ import numpy as np
 
 from lapsrn_jax.data import pipeline
 from lapsrn_jax.models.cms_lapsrn import CMSLapSRN, softplus_inverse
-from lapsrn_jax.training import checkpointing, step as step_lib, validation
+from lapsrn_jax.training import checkpointing, sharding, step as step_lib, validation
 
 DEFAULT_RHOS = "0.01,0.03,0.1,0.2,0.3,0.6,1,3,10"
 
@@ -54,17 +54,6 @@ def train_batches(config, first: int, count: int) -> list:
       it.close()
 
 
-def to_step_batch(batch) -> dict:
-  """A pipeline batch -> the `{"x<s>": {"lr", "targets", "weight"}}` the loss function takes."""
-  out = {}
-  for key, chunk in batch.items():
-    n = chunk["lr"].shape[0]
-    out[key] = {"lr": jnp.asarray(chunk["lr"]),
-                "targets": tuple(jnp.asarray(t) for t in chunk["targets"]),
-                "weight": jnp.ones((n,), jnp.float32)}
-  return out
-
-
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--model", required=True, help="a CMS-LapSRN training workdir or checkpoint")
@@ -90,8 +79,10 @@ def main(argv=None) -> None:
   images = pipeline.load_validation_set(val_cfg, crop=config.eval.crop)
   images = images[:args.max_images] if args.max_images else images
   validator = validation.Validator(model, images, tuple(config.eval.scales), config.eval.crop)
-  batches = [to_step_batch(b) for b in train_batches(config, args.first_batch,
-                                                     args.train_batches)]
+  mesh = sharding.make_mesh()  # the loss takes the training loop's batches: padded, with weights
+  sizes = sharding.scale_batch_sizes(config.train.batch_size, tuple(config.train.scales))
+  batches = [sharding.shard_batch(b, mesh, sizes)
+             for b in train_batches(config, args.first_batch, args.train_batches)]
   loss_fn = jax.jit(step_lib.make_loss_fn(model, config.train.batch_size,
                                           config.train.charbonnier_eps))
 
