@@ -2,6 +2,8 @@
 
     export LAPSRN_DATA_DIR=/path/to/data   # holds T91/, BSDS200/, BSDS100/
     python -m lapsrn_jax.train --config configs/ms_lapsrn_d5r8.py --workdir runs/ms_lapsrn_d5r8
+    # the control of the CMS-LapSRN recipe: the official weights through the same fine-tuning
+    python -m lapsrn_jax.train --config configs/ms_lapsrn_d5r8.py:finetune --workdir runs/ms_finetune
 
 291 training images (T91 + BSDS200), 128x128 HR patches, batch 64 split over scales 2/4/8
 (22/22/20), scale augmentation 0.5-1.0, rot90 + flips, Charbonnier (eps 1e-3) summed over pixels
@@ -11,7 +13,10 @@ validation on BSDS100 (256x256 centre crops, every 10k steps).
 
 Expected result: the released MSLapSRN_D5R8 weights score 37.78 / 31.74 / 26.34 dB on Set5 at
 2x / 4x / 8x (paper protocol, `python -m lapsrn_jax.evaluate`); a full run of this recipe should
-land near them (not verified here: no full run was done).
+land near them (not verified here: no full run was done). The `:finetune` control (Adam 1e-4 from
+the official weights, `training.config.ms_finetune_config`) validates at 31.48 / 26.80 / 23.97 dB
+(BSDS100 crops, 2x / 4x / 8x) at step 0, 31.42 / 26.77 / 23.94 at step 250 and 31.45 / 26.79 /
+23.97 at step 375 (2-core CPU, 2026-11-26; RESULTS.md).
 Run time: measured on a shared 2-core CPU (batch 64, 128x128, after compile): more than 49 minutes
 per step with lapsrn_jax.models at commit 3994027 (conv gradients inside its lax.scan over the
 recursions and its lhs-dilated transposed conv hit slow XLA:CPU paths), 49 s per step with both
@@ -19,11 +24,16 @@ replaced (unrolled recursions, stride-2-conv VJP for the transposed conv); 1M st
 accelerators (see the README's scale-out notes; not measured on one here). Since commit 7376c83 the
 models unroll the recursions (135 s per step measured with that change alone), and since commit
 c698211 the transposed conv has the fast custom gradient too (benchmarks/RESULTS.md). On one H100
-GPU a step of the CMS-LapSRN variant of this recipe takes 67 ms (RESULTS.md).
+GPU a step of the CMS-LapSRN variant of this recipe takes 67 ms (RESULTS.md). The `:finetune`
+control took 19-21 s per step on the 2-core CPU.
 """
 
-from lapsrn_jax.training.config import base_config
+from lapsrn_jax.training.config import base_config, ms_finetune_config
 
 
-def get_config():
+def get_config(arg=None):
+  if arg == "finetune":
+    return ms_finetune_config()
+  if arg:
+    raise ValueError(f"unknown config arg {arg!r}; the only one is 'finetune'")
   return base_config()

@@ -41,19 +41,6 @@ def with_rho(params, rho: float):
   return with_theta(params, np.float32(softplus_inverse(rho)))
 
 
-def train_batches(config, first: int, count: int) -> list:
-  """Global batches `first`, ..., `first + count - 1` of the run's training stream (numpy)."""
-  data_cfg = dict(config.data.to_dict(), train=os.path.expandvars(config.data.train))
-  it = pipeline.make_train_iterator(
-      data_cfg, global_batch_size=config.train.batch_size, scales=tuple(config.train.scales),
-      patch_size=config.train.patch_size, seed=config.seed, start_batch=first)
-  try:
-    return [next(it) for _ in range(count)]
-  finally:
-    if hasattr(it, "close"):
-      it.close()
-
-
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--model", required=True, help="a CMS-LapSRN training workdir or checkpoint")
@@ -79,10 +66,7 @@ def main(argv=None) -> None:
   images = pipeline.load_validation_set(val_cfg, crop=config.eval.crop)
   images = images[:args.max_images] if args.max_images else images
   validator = validation.Validator(model, images, tuple(config.eval.scales), config.eval.crop)
-  mesh = sharding.make_mesh()  # the loss takes the training loop's batches: padded, with weights
-  sizes = sharding.scale_batch_sizes(config.train.batch_size, tuple(config.train.scales))
-  batches = [sharding.shard_batch(b, mesh, sizes)
-             for b in train_batches(config, args.first_batch, args.train_batches)]
+  batches = sharding.run_batches(config, args.first_batch, args.train_batches, sharding.make_mesh())
   loss_fn = jax.jit(step_lib.make_loss_fn(model, config.train.batch_size,
                                           config.train.charbonnier_eps))
 

@@ -98,3 +98,30 @@ def test_rho_scan_of_a_tiny_trained_cms_run_finds_its_learned_rho_and_reports_ev
   losses = [r["train_loss"] for r in rows]
   assert all(np.isfinite(losses)) and len(set(losses)) == 3  # rho changes the network
   assert all(np.isfinite(r["val/psnr_x2"]) and np.isfinite(r["val/psnr_x4"]) for r in rows)
+
+
+def test_train_loss_of_a_checkpoint_equals_the_loss_the_training_loop_logged_for_it(tmp_path):
+  """Oracle: the loop's own log. Step 2 trains the step-1 params on batch 1, so with log_every=1
+  the loss it logs is what train_loss must report for checkpoint 1 on batch 1."""
+  config = base_config()
+  config.model.name = "ms_lapsrn"
+  config.model.overrides = {"depth": 1, "recursions": 1, "features": 4}
+  config.data.train, config.data.val = "skimage:train", "skimage:val"
+  config.train.update(num_steps=2, batch_size=2, patch_size=16, scales=(2, 4), progress_bar=False,
+                      log_every=1)
+  config.eval.update(every=0, scales=(2,), crop=32, max_images=1)
+  config.checkpoint.update(every=1, keep=3, async_save=False)
+  run = tmp_path / "run"
+  train_and_evaluate(config, run)
+  logged = {r["step"]: r["train/loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text(
+      ).splitlines()) if "train/loss" in r}
+  out = tmp_path / "loss.json"
+  _script("train_loss").main(["--run", str(run), "--model", str(run / "checkpoints" / "1"),
+                              "--model", str(run / "checkpoints" / "2"), "--first-batch", "1",
+                              "--out", str(out)])
+  result = json.loads(out.read_text())
+  assert result["train_batches"] == [1]
+  step1, step2 = result["rows"]
+  np.testing.assert_allclose(step1["train_loss"], logged[2], rtol=1e-5)
+  np.testing.assert_allclose(step1["loss_x2"] + step1["loss_x4"], step1["train_loss"], rtol=1e-6)
+  assert step2["train_loss"] != step1["train_loss"]  # a step later, other params

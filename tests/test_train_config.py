@@ -11,11 +11,12 @@ from lapsrn_jax.training.config import base_config, validate_config
 CONFIGS = sorted((pathlib.Path(__file__).parents[1] / "configs").glob("*.py"))
 
 
-def load(path: pathlib.Path) -> ml_collections.ConfigDict:
+def load(path: pathlib.Path, *arg: str) -> ml_collections.ConfigDict:
+  """`get_config()` of a config file, or `get_config(arg)` (the `--config path:arg` form)."""
   spec = importlib.util.spec_from_file_location(path.stem, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(*arg)
 
 
 @pytest.fixture(autouse=True)
@@ -60,10 +61,7 @@ def test_official_recipe_values():
 def test_cms_scratch_configs_differ_from_ms_recipe_only_in_the_model(conv):
   ms = load(CONFIGS[0].parent / "ms_lapsrn_d5r8.py").to_dict()
   path = CONFIGS[0].parent / f"cms_lapsrn_d5r8_conv{conv}.py"
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cms = module.get_config("scratch").to_dict()
+  cms = load(path, "scratch").to_dict()
   assert cms.pop("model") == {"name": f"cms_lapsrn_d5r8_conv{conv}", "overrides": {}}
   ms.pop("model")
   assert cms == ms
@@ -144,6 +142,7 @@ def test_cms_finetune_config_args_set_schedule_and_ablation_overrides():
   assert c.optim.name == "adam" and c.upsampler_fit.steps > 0 and c.upsampler_fit.train_kernel
   c = cms_finetune_config(1, "sgd,rho_inf")
   assert c.optim.name == "sgd" and c.model.overrides.fixed_rho == math.inf
+  assert (c.optim.learning_rate, c.optim.decay_every) == (1e-5, 100_000)  # the official SGD
   c = cms_finetune_config(5, "no_upsampler_kernel_grad")
   assert c.model.overrides.upsampler_kernel_grad is False and not c.upsampler_fit.train_kernel
   c = cms_finetune_config(3, "scratch")
@@ -151,6 +150,21 @@ def test_cms_finetune_config_args_set_schedule_and_ablation_overrides():
   validate_config(cms_finetune_config(3, "pad0"))
   with pytest.raises(ValueError, match="unknown config arg.*'pad1'"):
     cms_finetune_config(3, "pad1")
+
+
+def test_ms_finetune_control_differs_from_the_cms_recipe_only_in_model_and_stage1():
+  configs = CONFIGS[0].parent
+  control = load(configs / "ms_lapsrn_d5r8.py", "finetune")
+  validate_config(control)
+  cms = load(configs / "cms_lapsrn_d5r8_conv3.py").to_dict()
+  control = control.to_dict()
+  assert control.pop("model") == {"name": "ms_lapsrn_d5r8", "overrides": {}}
+  assert control.pop("upsampler_fit")["steps"] == 0  # nothing to repair: no stage 1
+  cms.pop("model")
+  cms.pop("upsampler_fit")
+  assert control == cms
+  with pytest.raises(ValueError, match="unknown config arg 'adam'"):
+    load(configs / "ms_lapsrn_d5r8.py", "adam")
 
 
 @pytest.mark.parametrize("field,value,match", [

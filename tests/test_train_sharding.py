@@ -80,3 +80,30 @@ def test_eight_device_step_equals_one_device_step(tmp_path):
   p1, p8 = np.load(tmp_path / "params_1.npy"), np.load(tmp_path / "params_8.npy")
   assert np.max(np.abs(p8 - p1)) <= 1e-5 * np.max(np.abs(p1))
   assert np.linalg.norm(p8 - p1) <= 1e-5 * np.linalg.norm(p1)
+
+
+def test_run_batches_are_the_streams_batches_k_onward_sharded_with_unit_weights():
+  import jax
+
+  from lapsrn_jax.data import pipeline
+  from lapsrn_jax.training import sharding
+  from lapsrn_jax.training.config import base_config
+
+  config = base_config()
+  config.data.train = "skimage:train"
+  config.train.update(batch_size=3, patch_size=16, scales=(2, 4))
+  got = sharding.run_batches(config, 2, 2, sharding.make_mesh())
+  it = pipeline.make_train_iterator(dict(config.data.to_dict()), global_batch_size=3,
+                                    scales=(2, 4), patch_size=16, seed=config.seed)
+  expected = [next(it) for _ in range(4)][2:]
+  assert len(got) == 2
+  for batch, ref in zip(got, expected):
+    assert sorted(batch) == sorted(ref) == ["x2", "x4"]
+    for key, chunk in ref.items():
+      np.testing.assert_array_equal(jax.device_get(batch[key]["lr"]), chunk["lr"])
+      for t, t_ref in zip(batch[key]["targets"], chunk["targets"]):
+        np.testing.assert_array_equal(jax.device_get(t), t_ref)
+      np.testing.assert_array_equal(jax.device_get(batch[key]["weight"]),
+                                    np.ones(chunk["lr"].shape[0], np.float32))
+  np.testing.assert_raises(AssertionError, np.testing.assert_array_equal,
+                           jax.device_get(got[0]["x2"]["lr"]), jax.device_get(got[1]["x2"]["lr"]))

@@ -9,6 +9,7 @@ share to the same size, `round_up(chunk / n_hosts, local_devices)`.
 """
 
 import math
+import os
 from typing import Mapping
 
 import jax
@@ -85,3 +86,25 @@ def shard_batch(local_batch: Mapping[str, Mapping], mesh: Mesh,
             "weight": weight}
     out[key] = jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), host)
   return out
+
+
+def run_batches(config, first: int, count: int, mesh: Mesh) -> list[dict]:
+  """Global batches `first`, ..., `first + count - 1` of a run's training stream, as its step
+  takes them (`shard_batch`): batch k is what step k + 1 of `config`'s run trains on.
+
+  For scoring trained models outside the loop on fixed batches (`scripts/rho_scan.py`,
+  `scripts/train_loss.py`). `config` is the run's config (`config.data`, `config.train`,
+  `config.seed`); $VARIABLES in `config.data.train` are expanded.
+  """
+  data_cfg = dict(config.data.to_dict(), train=os.path.expandvars(config.data.train))
+  t = config.train
+  it = pipeline.make_train_iterator(
+      data_cfg, global_batch_size=t.batch_size, scales=tuple(t.scales), patch_size=t.patch_size,
+      seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count(),
+      start_batch=first)
+  sizes = scale_batch_sizes(t.batch_size, tuple(t.scales))
+  try:
+    return [shard_batch(next(it), mesh, sizes) for _ in range(count)]
+  finally:
+    if hasattr(it, "close"):
+      it.close()
