@@ -21,17 +21,8 @@ import time
 import jax
 import numpy as np
 
-from lapsrn_jax import weights
 from lapsrn_jax.training import checkpointing, sharding, step as step_lib
-
-OFFICIAL = "official:"
-
-
-def load_model(spec: str):
-  """`(model, params)` of `official:<stem>` or a training workdir / checkpoint."""
-  if spec.startswith(OFFICIAL):
-    return weights.load_official(weights.official_path(spec[len(OFFICIAL):]))
-  return checkpointing.load_trained(spec)
+from lapsrn_jax.upscale import load_model
 
 
 def main(argv=None) -> None:
@@ -51,7 +42,7 @@ def main(argv=None) -> None:
   rows = []
   for spec in args.model:
     t0 = time.perf_counter()
-    model, params = load_model(spec)
+    model, params = load_model(spec)  # official:<stem> or a workdir / checkpoint
     loss_fn = jax.jit(step_lib.make_loss_fn(model, config.train.batch_size,
                                             config.train.charbonnier_eps))
     per_batch = [loss_fn(params, b) for b in batches]
