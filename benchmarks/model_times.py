@@ -12,8 +12,8 @@ MS-LapSRN D5R8 (official) and CMS-LapSRN tied to conv 1/3/5. The CMS models are 
 MS-LapSRN weights converted (`weights.cms_params_from_ms`) unless `--cms` names trained workdirs:
 the cost is the same (same shapes, same solve). "first" is the first call (compilation, and for
 CMS the factorisation of its solve); "median" is over `--repeats` later calls, when CMS-LapSRN
-reuses its cached factor (`lapsrn_jax.inference.cms_factors`), as the evaluation does for
-repeated sizes. Every model runs in this one process, one after another.
+reuses its cached factor (`lapsrn_jax.inference.cms_factor`, one for every image size), as the
+evaluation does. Every model runs in this one process, one after another.
 """
 
 import argparse

@@ -123,7 +123,8 @@ def main(argv=None) -> int:
   start = time.perf_counter()
   fitted, losses = uf.fit_upsampler(cms, features, tie_to=args.tie_to, steps=args.steps,
                                     learning_rate=args.lr, kernel_learning_rate=args.kernel_lr,
-                                    train_kernel=args.train_kernel)
+                                    train_kernel=args.train_kernel, pad=cms_model.pad,
+                                    tile=cms_model.solve_tile, halo=cms_model.solve_halo)
   report["fit_seconds"] = round(time.perf_counter() - start, 1)
   every = max(1, args.steps // 10)
   report["losses"] = {int(i): float(losses[i]) for i in range(0, len(losses), every)}

@@ -4,8 +4,9 @@
 or float in [0, 1], of any size >= 1x1, and returns the `scale`x image in the input dtype.
 `downscale(hr, scale)` makes the evaluation protocol's LR input (MATLAB bicubic, float64).
 
-Compilations: LapSRN / MS-LapSRN compile once per size bucket (`bucket_size`), exactly; CMS-LapSRN
-once per image size, and its image-independent factors are cached across calls (`cms_factors`).
+Compilations: every model compiles once per size bucket (`bucket_size`), with outputs equal to
+the exact-size run. CMS-LapSRN's image-independent factor (one for all sizes) is cached across
+calls by a fingerprint of the weights it depends on (`cms_factor`).
 """
 
 import collections
@@ -19,17 +20,15 @@ import numpy as np
 from lapsrn_jax.color import rgb_to_ycbcr, ycbcr_to_rgb
 from lapsrn_jax.imresize import imresize
 from lapsrn_jax.models import CMSLapSRN, LapSRN
-from lapsrn_jax.models.cms_lapsrn import level_grids
-from lapsrn_jax.models.layers import num_levels
 
-# CMS-LapSRN factor sets kept across calls, least recently used dropped first. One set holds
-# `[Hp (Wp / 2 + 1), F, F]` complex64 per level: ~0.2 GB for a 64x64 input at 4x, GBs at 8x.
+# CMS-LapSRN factors kept across calls (one per weights, ~69 MB each for the default 64^2 window
+# and 64 channels), least recently used dropped first.
 FACTOR_CACHE_SIZE = 4
 _factor_cache: collections.OrderedDict = collections.OrderedDict()
 
 
 def bucket_size(n: int) -> int:
-  """The LR canvas side an image side `n >= 1` runs on (LapSRN / MS-LapSRN).
+  """The LR canvas side an image side `n >= 1` runs on.
 
   `n` rounded up to a multiple of `max(16, 2^(ceil(log2 n) - 4))`: at most 16 sizes per octave,
   under 1/8 extra pixels per side above 128 (16, 32, ..., 128, 144, ..., 256, 288, ...).
@@ -38,32 +37,31 @@ def bucket_size(n: int) -> int:
   return -(-n // step) * step
 
 
-def _forward(model, params, lr, scale, valid_hw=None, factors=None):
+def _forward(model, params, lr, scale, valid_hw, factor):
   """The last pyramid level of `model` (traced inside `_jitted_apply`)."""
-  kwargs = {"factors": factors} if isinstance(model, CMSLapSRN) else {"valid_hw": valid_hw}
-  return model.apply({"params": params}, lr, scale=scale, **kwargs)[-1]
+  kwargs = {"factor": factor} if isinstance(model, CMSLapSRN) else {}
+  return model.apply({"params": params}, lr, scale=scale, valid_hw=valid_hw, **kwargs)[-1]
 
 
 @functools.lru_cache(maxsize=32)
 def _jitted_apply(model):
   """`_forward` jitted once per model (and, by jit, once per canvas shape and scale)."""
-  return jax.jit(lambda params, lr, scale, valid_hw, factors: _forward(
-      model, params, lr, scale, valid_hw, factors), static_argnums=2)
+  return jax.jit(lambda params, lr, scale, valid_hw, factor: _forward(
+      model, params, lr, scale, valid_hw, factor), static_argnums=2)
 
 
 @functools.lru_cache(maxsize=32)
-def _jitted_factors(model):
-  """CMS-LapSRN's `factors` method jitted once per model (and per grid sizes)."""
-  return jax.jit(lambda params, grids: model.apply({"params": params}, grids, method="factors"),
-                 static_argnums=1)
+def _jitted_factor(model):
+  """CMS-LapSRN's `factor` method jitted once per model."""
+  return jax.jit(lambda params: model.apply({"params": params}, method="factor"))
 
 
-def _compute_factors(model, params, grids):
-  return _jitted_factors(model)(params, grids)
+def _compute_factor(model, params):
+  return _jitted_factor(model)(params)
 
 
 def _factor_fingerprint(model, params) -> str:
-  """A digest of what CMS-LapSRN's factors depend on besides the grids: tied kernel and theta."""
+  """A digest of what CMS-LapSRN's factor depends on: the tied kernel and theta."""
   digest = hashlib.sha256()
   for a in model.apply({"params": params}, method="factor_inputs"):
     a = np.asarray(a)
@@ -72,22 +70,21 @@ def _factor_fingerprint(model, params) -> str:
   return digest.hexdigest()
 
 
-def cms_factors(model, params, lr_hw: tuple[int, int], scale: int):
-  """CMS-LapSRN's per-level factors for an LR size and scale, from a small LRU cache.
+def cms_factor(model, params):
+  """CMS-LapSRN's factor (the same for every image size and scale), from a small LRU cache.
 
-  Keyed by the model, a fingerprint of the tied kernel and theta (not the params' identity, so
-  new values are never served stale factors) and the grid sizes; `FACTOR_CACHE_SIZE` entries.
+  Keyed by the model and a fingerprint of the tied kernel and theta (not the params' identity,
+  so new values are never served a stale factor); `FACTOR_CACHE_SIZE` entries.
   """
-  grids = level_grids(tuple(int(v) for v in lr_hw), num_levels(scale))
-  key = (model, _factor_fingerprint(model, params), grids)
+  key = (model, _factor_fingerprint(model, params))
   if key in _factor_cache:
     _factor_cache.move_to_end(key)
     return _factor_cache[key]
-  factors = _compute_factors(model, params, grids)
-  _factor_cache[key] = factors
+  factor = _compute_factor(model, params)
+  _factor_cache[key] = factor
   while len(_factor_cache) > FACTOR_CACHE_SIZE:
     _factor_cache.popitem(last=False)
-  return factors
+  return factor
 
 
 def clear_factor_cache() -> None:
@@ -109,25 +106,19 @@ def _network_scale(model, scale: int) -> int:
 def super_resolve_y(model, params, y: np.ndarray, scale: int) -> np.ndarray:
   """The network on one channel: `[H, W]` float (Y in [0, 1]) -> `[s H, s W]` float64, s = scale.
 
-  `scale` must be a power of two the model supports. Any size >= 1x1 works (CMS-LapSRN's
-  symmetric padding repeats the mirror on grids smaller than its `pad`).
-
-  LapSRN / MS-LapSRN run on a zero canvas of `bucket_size` per side with `valid_hw` masking
-  (outputs identical to running on `y` alone), so many image sizes share a few compilations.
-  CMS-LapSRN is compiled per exact size (its Fourier solve couples the whole grid: a larger
-  canvas would change the outputs) and reuses its factors through `cms_factors`.
+  `scale` must be a power of two the model supports. Any size >= 1x1 works. The model runs on a
+  zero canvas of `bucket_size` per side with `valid_hw` masking (outputs identical to running on
+  `y` alone), so many image sizes share a few compilations; CMS-LapSRN reuses its cached factor
+  (`cms_factor`), so a new size in a seen bucket needs neither a factorisation nor a compilation.
   """
   scale = int(scale)
   y = np.asarray(y, np.float32)
   h, w = y.shape
-  if isinstance(model, CMSLapSRN):
-    factors = cms_factors(model, params, (h, w), scale)
-    sr = _jitted_apply(model)(params, jnp.asarray(y[None, :, :, None]), scale, None, factors)
-  else:
-    canvas = np.zeros((1, bucket_size(h), bucket_size(w), 1), np.float32)
-    canvas[0, :h, :w, 0] = y
-    valid_hw = np.asarray([h, w], np.int32)
-    sr = _jitted_apply(model)(params, jnp.asarray(canvas), scale, valid_hw, None)
+  factor = cms_factor(model, params) if isinstance(model, CMSLapSRN) else None
+  canvas = np.zeros((1, bucket_size(h), bucket_size(w), 1), np.float32)
+  canvas[0, :h, :w, 0] = y
+  valid_hw = np.asarray([h, w], np.int32)
+  sr = _jitted_apply(model)(params, jnp.asarray(canvas), scale, valid_hw, factor)
   return np.ascontiguousarray(np.asarray(sr, np.float64)[0, :scale * h, :scale * w, 0])
 
 

@@ -151,14 +151,13 @@ def receptive_radius(model, scale: int) -> int:
   Computed from the architecture: the input conv, then per level l (grid 2^l times the input)
   its convs and feature upsampler, in parallel the image upsampler, and the residual conv
   that joins the two paths. The output pixels of an input pixel `p` depend only on input pixels
-  within the returned distance (Chebyshev) of `p`. For CMS-LapSRN, whose
-  upsampler solves a (regularised, periodic) system on each whole padded level grid, the radius
-  of the solve is unbounded but its impulse response decays geometrically (design note B.6:
-  energy beyond 8 grid pixels ~1e-10); `pad` grid pixels are added per level.
+  within the returned distance (Chebyshev) of `p`. CMS-LapSRN's upsampler adds the halo of its
+  local solve (`solve_halo` grid pixels per level): the taps of the regularised inverse beyond it
+  are below ~1e-6 of the largest for trained kernels, and the solve ignores them.
 
   Returns:
     `ceil` of the radius in input pixels: windows overlapping by this many pixels give the same
-    output as the whole image (for CMS-LapSRN up to the decay above).
+    output as the whole image (for CMS-LapSRN up to the inverse's truncation above, ~1e-6).
   """
   from lapsrn_jax.models import layers  # pylint: disable=import-outside-toplevel
 
@@ -169,7 +168,7 @@ def receptive_radius(model, scale: int) -> int:
   elif kind in ("MSLapSRN", "CMSLapSRN"):
     levels = layers.num_levels(scale)
     convs = model.depth * model.recursions
-    extra = float(model.pad) if kind == "CMSLapSRN" else 0.0
+    extra = float(model.solve_halo) if kind == "CMSLapSRN" else 0.0
   else:
     raise ValueError(f"receptive_radius knows LapSRN, MSLapSRN and CMSLapSRN, not {kind}; pass "
                      "the overlap explicitly")

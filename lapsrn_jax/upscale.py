@@ -86,9 +86,8 @@ def make_window_fn(model, params, scale: int, *, ensemble: bool = False) -> Wind
   """The network on windows of Y: `[N, h, w, 1]` float -> `[N, scale*h, scale*w, 1]` float32.
 
   Each window goes through `inference.super_resolve_y` (compiled once per model, scale and window
-  size bucket; CMS-LapSRN per window shape, its factors cached; windows smaller than CMS-LapSRN's
-  minimum are mirror-padded there). `ensemble`: the x8
-  geometric self-ensemble (`tiling.self_ensemble`).
+  size bucket, CMS-LapSRN's factor cached across windows). `ensemble`: the x8 geometric
+  self-ensemble (`tiling.self_ensemble`).
   """
   import jax  # pylint: disable=import-outside-toplevel
 

@@ -144,26 +144,33 @@ def test_sizes_in_one_bucket_share_a_compile_and_match_the_unpadded_model(monkey
   assert traces == [(1, 16, 16, 1), (1, 32, 16, 1)]
 
 
-def test_cms_factors_are_computed_once_per_weights_and_size(monkeypatch):
+def test_cms_new_size_in_a_seen_bucket_needs_no_factorisation_and_no_compilation(monkeypatch):
+  """CMS-LapSRN: one factor per weights (any size, any scale), one compilation per bucket, and
+  the bucketed canvas gives the model's output on the image alone."""
   model = create_model("cms_lapsrn", depth=1, recursions=1, tie_to=1, pad=2, features=4)
   params = random_params(model, 4, seed=5)
-  calls = []
-  compute = inference._compute_factors
-  monkeypatch.setattr(inference, "_compute_factors",
-                      lambda m, p, g: calls.append(g) or compute(m, p, g))
+  factorisations, traces = [], []
+  compute = inference._compute_factor
+  monkeypatch.setattr(inference, "_compute_factor",
+                      lambda m, p: factorisations.append(1) or compute(m, p))
+  forward = inference._forward
+  monkeypatch.setattr(inference, "_forward", lambda *a: traces.append(a[2].shape) or forward(*a))
   inference.clear_factor_cache()
-  y = np.random.default_rng(6).random((6, 5))
-  uncached = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=4)[-1])(
-      params, jnp.asarray(y, jnp.float32)[None, :, :, None])[0, :, :, 0]
-  first = inference.super_resolve_y(model, params, y, 4)
-  second = inference.super_resolve_y(model, jax.tree.map(jnp.array, params), y, 4)  # same values
-  assert calls == [((6, 5), (12, 10))]
-  np.testing.assert_allclose(first, uncached, rtol=0, atol=1e-6)
-  np.testing.assert_array_equal(second, first)
-  inference.super_resolve_y(model, params, y[:5], 4)  # another size
+  inference._jitted_apply.cache_clear()
+  run_alone = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=4)[-1])
+  rng = np.random.default_rng(6)
+  for size in [(6, 5), (16, 3), (9, 16)]:  # one 16x16 bucket
+    y = rng.random(size)
+    got = inference.super_resolve_y(model, params, y, 4)
+    want = run_alone(params, jnp.asarray(y, jnp.float32)[None, :, :, None])[0, :, :, 0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+  assert len(factorisations) == 1 and traces == [(1, 16, 16, 1)]
+  same_values = jax.tree.map(jnp.array, params)  # new arrays, same values: the cache still hits
+  inference.super_resolve_y(model, same_values, rng.random((7, 7)), 2)  # another scale
+  assert len(factorisations) == 1
   bumped = {**params, "upconv": {**params["upconv"], "theta": params["upconv"]["theta"] + 1}}
-  inference.super_resolve_y(model, bumped, y, 4)  # another theta
-  assert calls == [((6, 5), (12, 10)), ((5, 5), (10, 10)), ((6, 5), (12, 10))]
+  inference.super_resolve_y(model, bumped, rng.random((6, 5)), 4)  # another theta
+  assert len(factorisations) == 2 and traces[:1] == [(1, 16, 16, 1)]
 
 
 # ---- the official weights on Set5 (evaluation.md protocol) ----

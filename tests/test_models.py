@@ -11,7 +11,7 @@ from jax.test_util import check_grads
 
 from lapsrn_jax.models import CMSLapSRN, LapSRN, MSLapSRN, create_model
 from lapsrn_jax.models import layers
-from lapsrn_jax.models.cms_lapsrn import level_grids, tied_inverse_upsample
+from lapsrn_jax.models.cms_lapsrn import tied_inverse_upsample
 from lapsrn_jax.models.ms_lapsrn import recursive_block
 
 
@@ -213,7 +213,7 @@ def test_every_level_has_the_right_shape(tiny_models, kind):
   np.testing.assert_allclose(run(params, lr[::-1])[-1][::-1], outs[-1], atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["lapsrn", "ms"])
+@pytest.mark.parametrize("kind", ["lapsrn", "ms", "cms"])
 @pytest.mark.parametrize("size", [(5, 7), (17, 9), (33, 40)])
 def test_masked_canvas_output_equals_the_image_alone(tiny_models, kind, size):
   """`valid_hw`: on a larger zero canvas every level (2x, 4x, 8x) equals the model run on the
@@ -234,9 +234,10 @@ def test_masked_canvas_output_equals_the_image_alone(tiny_models, kind, size):
     assert float(jnp.abs(m).sum()) == pytest.approx(float(jnp.abs(m[:, :f * h, :f * w]).sum()))
 
 
-def test_masked_canvas_takes_one_region_per_image(tiny_models):
+@pytest.mark.parametrize("kind", ["ms", "cms"])
+def test_masked_canvas_takes_one_region_per_image(tiny_models, kind):
   """`valid_hw` `[N, 2]`: images of different sizes in one batch, each exact in its region."""
-  model = tiny_models["ms"]
+  model = tiny_models[kind]
   params = random_params(model, 4, seed=10)
   rng = np.random.default_rng(11)
   images = [rng.random((1, 6, 3, 1)).astype(np.float32),
@@ -406,17 +407,35 @@ def test_cms_training_step_compiles_and_runs_on_cpu():
   assert float(jnp.abs(grads["conv1"]["kernel"]).max()) > 0
 
 
-def test_cms_precomputed_factors_equal_factorising_in_the_call(cms_case):
+def test_cms_precomputed_factor_equals_factorising_in_the_call(cms_case):
+  """One factor (`method="factor"`) serves every scale and every input size."""
   model, params, lr = cms_case
-  grids = level_grids(lr.shape[1:3], 3)
-  factors = jax.jit(lambda p: model.apply({"params": p}, grids, method="factors"))(params)
-  assert [f.lr_shape for f in factors] == [(4, 5), (8, 10), (16, 20)]
-  run = jax.jit(lambda p, x, f: model.apply({"params": p}, x, scale=8, factors=f))
-  for want, got in zip(jax.jit(lambda p, x: model.apply({"params": p}, x, scale=8))(params, lr),
-                       run(params, lr, factors)):
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
-  with pytest.raises(ValueError, match="factors are for the grids"):
-    model.apply({"params": params}, lr, scale=4, factors=factors)
+  factor = jax.jit(lambda p: model.apply({"params": p}, method="factor"))(params)
+  assert factor.window == model.solve_tile + 2 * model.solve_halo
+  run = jax.jit(lambda p, x, f: model.apply({"params": p}, x, scale=8, factor=f))
+  for x in (lr, lr[:1, :3, :2]):
+    for want, got in zip(jax.jit(lambda p, x: model.apply({"params": p}, x, scale=8))(params, x),
+                         run(params, x, factor)):
+      np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_cms_output_depends_on_the_input_within_its_receptive_radius(cms_case):
+  """The local solve gives CMS-LapSRN a finite reach: a change of the LR input moves no output
+  pixel further than `tiling.receptive_radius` LR pixels away (the image edges are far)."""
+  from lapsrn_jax.tiling import receptive_radius  # pylint: disable=import-outside-toplevel
+
+  model, params, _ = cms_case
+  radius = receptive_radius(model, 2)
+  size = 2 * radius + 12
+  x = np.random.default_rng(12).random((1, size, size, 1)).astype(np.float32)
+  bumped = x.copy()
+  bumped[0, size // 2, size // 2, 0] += 1.0
+  run = jax.jit(lambda p, v: model.apply({"params": p}, v, scale=2)[-1])
+  diff = np.abs(np.asarray(run(params, bumped) - run(params, x)))[0, :, :, 0]
+  rows, cols = np.nonzero(diff > 1e-6 * diff.max())
+  assert diff.max() > 0
+  reach = max(np.abs(rows // 2 - size // 2).max(), np.abs(cols // 2 - size // 2).max())
+  assert reach <= radius
 
 
 def test_cms_params_hold_no_upconv_kernel(cms_case):

@@ -1,4 +1,4 @@
-"""The training step's loss: CMS-LapSRN factorises each distinct grid once per step."""
+"""The training step's loss: CMS-LapSRN factorises once per step, for every scale and level."""
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ from lapsrn_jax.training import losses, step
 
 
 def _batch(rng):
-  """x2 (LR 8x8, one level) and x4 (LR 4x4, two levels) chunks: both need the 8x8 grid."""
+  """x2 (LR 8x8, one level) and x4 (LR 4x4, two levels) chunks."""
   batch = {}
   for s, n in ((2, 2), (4, 1)):
     lr = rng.uniform(size=(n, 16 // s, 16 // s, 1)).astype(np.float32)
@@ -26,11 +26,11 @@ def test_cms_loss_shares_one_factorisation_and_matches_per_chunk_solves(monkeypa
   batch = _batch(rng)
   params = model.init(jax.random.key(0), batch["x4"]["lr"], scale=4)["params"]
   calls = []
-  real = ops.factorize_many
-  monkeypatch.setattr(ops, "factorize_many", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+  real = ops.factorize_local
+  monkeypatch.setattr(ops, "factorize_local", lambda *a, **k: calls.append(1) or real(*a, **k))
   loss_fn = step.make_loss_fn(model, batch_size=3, eps=1e-3)
   (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
-  assert [tuple(g) for g in calls] == [((4, 4), (8, 8))]  # one call, each grid once
+  assert len(calls) == 1  # one factor for the x2 and x4 chunks and all their levels
 
   def per_chunk(p):  # the model factorising inside each call, the oracle
     total = 0.0
@@ -45,10 +45,8 @@ def test_cms_loss_shares_one_factorisation_and_matches_per_chunk_solves(monkeypa
     np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-5 * float(jnp.abs(w).max()) + 1e-8)
 
 
-def test_models_without_a_solve_get_no_shared_factors():
-  rng = np.random.default_rng(1)
-  batch = _batch(rng)
+def test_models_without_a_solve_get_no_shared_factor():
   ms = create_model("ms_lapsrn", depth=1, recursions=1, features=4)
-  assert step.shared_factors(ms, None, batch) is None
+  assert step.shared_factor(ms, None) is None
   cms_inf = create_model("cms_lapsrn", depth=1, recursions=1, features=4, fixed_rho=float("inf"))
-  assert step.shared_factors(cms_inf, None, batch) is None
+  assert step.shared_factor(cms_inf, None) is None

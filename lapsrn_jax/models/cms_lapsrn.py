@@ -4,28 +4,29 @@ Identical to MS-LapSRN except the feature upsampler, which owns no kernel:
 
     up(y) = (1 + rho) tau * C^T (C C^T + rho tau I)^-1 y + b
 
-where `C` is the periodic stride-2 convolution with the kernel of conv `tie_to` of the recursive
-block (the same parameter the block uses, so both uses send it gradients), `rho = softplus(theta)`
-is one learned scalar, `tau = gram_scale(kernel)` (the mean eigenvalue of `C C^T`; gradient
-stopped unless `tau_grad`), and the solve uses a symmetric boundary of `pad` LR pixels
-(`lapsrn_jax.ops`). As `rho -> inf` the upsampler tends to the transposed conv with the tied
+where `C` is the stride-2 convolution with the kernel of conv `tie_to` of the recursive block (the
+same parameter the block uses, so both uses send it gradients), `rho = softplus(theta)` is one
+learned scalar and `tau = gram_scale(kernel)` (the mean eigenvalue of `C C^T`; gradient stopped
+unless `tau_grad`). As `rho -> inf` the upsampler tends to the transposed conv with the tied
 kernel (MS-LapSRN with `upconv.kernel := conv{tie_to}.kernel`); as `rho -> 0`, to `tau C^+`.
 
-Ablation switches (fields of `CMSLapSRN`, passed on by `make_upsamplers`): `fixed_rho > 0` uses
+The solve is local (`ops.apply_local`): overlap-save windows of `solve_tile + 2 solve_halo` LR
+pixels, each solved with ONE factor that depends on the tied kernel and theta only, so one factor
+serves every image size, level and scale, and the model has a finite receptive radius. At the
+image edge the feature map is extended symmetrically by `pad` LR pixels, then periodically (the
+boundary of the global solve `ops.apply(..., boundary="symmetric")`, which the local solve
+reproduces to ~1e-6; `docs/inverse_conv.md`). Like MS-LapSRN it runs on size buckets
+(`valid_hw`), and inference caches the factor (`apply(..., method="factor")`, passed back as
+`apply(..., factor=...)`; `lapsrn_jax.inference`).
+
+Ablation switches (fields of `CMSLapSRN`, passed on by `make_upsampler`): `fixed_rho > 0` uses
 that constant instead of the learned rho (`inf`: the tied transposed conv itself, the limit), and
 `upsampler_kernel_grad=False` stops the upsampler's gradient to the tied kernel (it then learns
 from the recursive block alone).
-
-All grid sizes of one call are factorised in ONE `ops.factorize_many` call (one factor per
-level, shared by the whole batch): see the XLA-CPU hang pitfall in the design notes. The factors
-depend only on the tied kernel, theta and the grid sizes: inference computes them once with
-`apply(..., grids, method="factors")` and passes them back as `apply(..., factors=...)`
-(`lapsrn_jax.inference` caches them). CMS-LapSRN is not size-bucketed like LapSRN / MS-LapSRN:
-its Fourier solve couples the whole grid, so padding the input would change every output pixel.
 """
 
 import math
-from typing import Sequence
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -51,13 +52,13 @@ def rho_tau(kernel: jax.Array, theta: jax.Array,
   return jax.nn.softplus(theta), tau if tau_grad else jax.lax.stop_gradient(tau)
 
 
-def apply_tied_inverse(factor, y: jax.Array, rho: jax.Array, tau: jax.Array,
-                       bias: jax.Array) -> jax.Array:
-  """`(1 + rho) tau C^+_{rho tau} y + b`, `factor` from `C C^T + rho tau I`.
+def apply_tied_inverse(factor, y: jax.Array, rho: jax.Array, tau: jax.Array, bias: jax.Array, *,
+                       pad: int = 8, valid_hw=None) -> jax.Array:
+  """`(1 + rho) tau C^+_{rho tau} y + b` (the local solve), `factor` from `C C^T + rho tau I`.
 
-  `y` `[N, H, W, F]` -> `[N, 2H, 2W, F]`.
+  `y` `[N, H, W, F]` -> `[N, 2H, 2W, F]`; `pad`, `valid_hw`: `ops.apply_local`.
   """
-  x = ops.apply(factor, y)
+  x = ops.apply_local(factor, y, pad=pad, valid_hw=valid_hw)
   return ((1 + rho) * tau).astype(x.dtype) * x + bias.astype(x.dtype)
 
 
@@ -68,36 +69,41 @@ def fixed_rho_tau(kernel: jax.Array, theta: jax.Array, tau_grad: bool = False,
   return (jnp.asarray(fixed_rho, rho.dtype) if fixed_rho else rho), tau
 
 
-def tied_factors(kernel: jax.Array, theta: jax.Array, grids, *, pad: int = 8,
-                 tau_grad: bool = False, fixed_rho: float = 0.0) -> tuple:
-  """Factors of `C C^T + rho tau I` for each LR grid in `grids`, in ONE `ops.factorize_many` call
-  (the XLA-CPU hang pitfall, inverse_conv.md); `()` for `fixed_rho = inf` (no solve)."""
+def tied_factor(kernel: jax.Array, theta: jax.Array, *, tile: int = 48, halo: int = 8,
+                tau_grad: bool = False,
+                fixed_rho: float = 0.0) -> ops.LocalInverseConvFactor | None:
+  """The factor of `C C^T + rho tau I` on the solve's window grid: ONE for every image size,
+  level and scale (`ops.factorize_local`); None for `fixed_rho = inf` (no solve)."""
   if fixed_rho == math.inf:
-    return ()
+    return None
   rho, tau = fixed_rho_tau(kernel, theta, tau_grad, fixed_rho)
-  return ops.factorize_many(kernel, rho * tau, list(grids), boundary="symmetric", pad=pad)
+  return ops.factorize_local(kernel, rho * tau, tile=tile, halo=halo)
 
 
-def make_upsamplers(kernel: jax.Array, theta: jax.Array, bias: jax.Array, grids, *, pad: int = 8,
-                    tau_grad: bool = False, fixed_rho: float = 0.0, factors=None) -> list:
-  """The tied upsampler of each LR grid in `grids` (`[(h, w), ...]`): callables `y -> up(y)`.
+def make_upsampler(kernel: jax.Array, theta: jax.Array, bias: jax.Array, *, pad: int = 8,
+                   tile: int = 48, halo: int = 8, tau_grad: bool = False, fixed_rho: float = 0.0,
+                   factor=None):
+  """The tied upsampler `up(y, valid_hw=None)`: `[N, h, w, F]` -> `[N, 2h, 2w, F]`, any `h, w`.
 
-  `y` `[N, h, w, F]` -> `[N, 2h, 2w, F]`. `fixed_rho`: 0 = `softplus(theta)` (learned); > 0 =
-  that constant; `inf` = the tied MatConvNet transposed conv (the `rho -> inf` limit; no solve).
-  `factors`: precomputed `tied_factors` for `grids` (None: computed here).
+  `fixed_rho`: 0 = `softplus(theta)` (learned); > 0 = that constant; `inf` = the tied MatConvNet
+  transposed conv (the `rho -> inf` limit; no solve). `factor`: a precomputed `tied_factor`
+  (None: computed here). `valid_hw`: `ops.apply_local` (the transposed conv needs none).
   """
   if fixed_rho == math.inf:
-    up = lambda y: layers.conv_transpose2x(y, kernel, layers.FEATURE_UP_CROP, bias)
-    return [up] * len(grids)
+    return lambda y, valid_hw=None: layers.conv_transpose2x(y, kernel, layers.FEATURE_UP_CROP,
+                                                            bias)
   rho, tau = fixed_rho_tau(kernel, theta, tau_grad, fixed_rho)
-  if factors is None:
-    factors = tied_factors(kernel, theta, grids, pad=pad, tau_grad=tau_grad, fixed_rho=fixed_rho)
-  return [lambda y, f=f: apply_tied_inverse(f, y, rho, tau, bias) for f in factors]
+  if factor is None:
+    factor = tied_factor(kernel, theta, tile=tile, halo=halo, tau_grad=tau_grad,
+                         fixed_rho=fixed_rho)
+  return lambda y, valid_hw=None: apply_tied_inverse(factor, y, rho, tau, bias, pad=pad,
+                                                     valid_hw=valid_hw)
 
 
 def tied_inverse_upsample(y: jax.Array, kernel: jax.Array, bias: jax.Array, theta: jax.Array, *,
-                          pad: int = 8, tau_grad: bool = False) -> jax.Array:
-  """The CMS-LapSRN feature upsampler on its own (factorises for `y`'s grid).
+                          pad: int = 8, tile: int = 48, halo: int = 8,
+                          tau_grad: bool = False) -> jax.Array:
+  """The CMS-LapSRN feature upsampler on its own.
 
   Args:
     y: LR features `[N, H, W, F]` (after the LReLU).
@@ -106,15 +112,7 @@ def tied_inverse_upsample(y: jax.Array, kernel: jax.Array, bias: jax.Array, thet
   Returns:
     `[N, 2H, 2W, F]`, the MatConvNet ConvTranspose(3x3, crop [0 1 0 1]) geometry.
   """
-  rho, tau = rho_tau(kernel, theta, tau_grad)
-  factor = ops.factorize(kernel, rho * tau, y.shape[1:3], boundary="symmetric", pad=pad)
-  return apply_tied_inverse(factor, y, rho, tau, bias)
-
-
-def level_grids(lr_hw: tuple[int, int], num_levels: int) -> tuple[tuple[int, int], ...]:
-  """The LR grid of each level's upsampler: `(H 2^l, W 2^l)`, l = 0 .. num_levels - 1."""
-  h, w = lr_hw
-  return tuple((h << l, w << l) for l in range(num_levels))
+  return make_upsampler(kernel, theta, bias, pad=pad, tile=tile, halo=halo, tau_grad=tau_grad)(y)
 
 
 class TiedUpsamplerParams(nn.Module):
@@ -133,19 +131,23 @@ class CMSLapSRN(nn.Module):
   Parameters: those of `MSLapSRN` except `upconv`, which holds only `bias [F]` and the scalar
   `theta` (rho = softplus(theta), initialised to `rho_init`).
   `apply(..., lr [N, H, W, 1], scale=s)` -> tuple of `[N, 2^l H, 2^l W, 1]`, l = 1 .. log2(s).
-  Inputs smaller than `pad` work too: the symmetric padding then repeats the mirror (numpy's
+  `valid_hw=(h, w)` (int `[2]` or `[N, 2]`, may be traced): size buckets, as in `MSLapSRN` (the
+  outputs equal the model on the images alone in the top-left `2^l h x 2^l w`, zero elsewhere).
+  Inputs smaller than `pad` work too: the symmetric extension then repeats the mirror (numpy's
   `'symmetric'` mode).
   """
   depth: int = 5
   recursions: int = 8
   tie_to: int = 3
   skip: str = "SS"
-  pad: int = 8
+  pad: int = 8  # LR pixels of symmetric extension before the periodic wrap (0: periodic)
   rho_init: float = 1.0
   tau_grad: bool = False
   features: int = 64
   fixed_rho: float = 0.0  # ablation: > 0 = this rho instead of the learned one; inf = tied convT
   upsampler_kernel_grad: bool = True  # ablation: False = no gradient from the upsampler to the kernel
+  solve_tile: int = 48  # LR pixels kept per window of the local solve (window = tile + 2 halo)
+  solve_halo: int = 8  # LR pixels of context per window side: the solve's receptive radius
 
   def setup(self):
     check_config(self.depth, self.recursions, self.skip)
@@ -154,6 +156,9 @@ class CMSLapSRN(nn.Module):
                        f"got {self.tie_to}")
     if self.pad < 0:
       raise ValueError(f"pad must be >= 0, got {self.pad}")
+    if self.solve_tile < 1 or self.solve_halo < 0:
+      raise ValueError(f"need solve_tile >= 1 and solve_halo >= 0, got {self.solve_tile}, "
+                       f"{self.solve_halo}")
     if not self.fixed_rho >= 0:
       raise ValueError(f"fixed_rho must be 0 (learned rho), > 0 or inf, got {self.fixed_rho}")
     f = self.features
@@ -167,46 +172,40 @@ class CMSLapSRN(nn.Module):
     """The kernel of conv `tie_to` of the block: the parameter itself, not a copy."""
     return self.convs[self.tie_to - 1].kernel
 
-  def block(self, x: jax.Array) -> jax.Array:
+  def block(self, x: jax.Array,
+            keep: Callable[[jax.Array], jax.Array] = layers.keep_all) -> jax.Array:
     convs = [(c.kernel, c.bias) for c in self.convs]
-    return recursive_block(x, convs, self.recursions, self.skip)
+    return recursive_block(x, convs, self.recursions, self.skip, keep)
 
   def factor_inputs(self) -> tuple[jax.Array, jax.Array]:
-    """What the factors depend on besides the grid sizes: `(tied kernel, theta)`."""
+    """What the factor depends on: `(tied kernel, theta)`."""
     return self.tied_kernel(), self.upconv.theta
 
-  def factors(self, grids) -> tuple[ops.InverseConvFactor, ...]:
-    """The upsampler's factors of `C C^T + rho tau I`, one per LR grid `(H, W)` in `grids`.
-
-    One `ops.factorize_many` call; `apply(..., grids, method="factors")`.
-    """
-    return tied_factors(self.upsampler_kernel(), self.upconv.theta, grids, pad=self.pad,
-                        tau_grad=self.tau_grad, fixed_rho=self.fixed_rho)
+  def factor(self) -> ops.LocalInverseConvFactor | None:
+    """The upsampler's factor of `C C^T + rho tau I`: one for every size, level and scale
+    (None for `fixed_rho = inf`); `apply(..., method="factor")`."""
+    return tied_factor(self.upsampler_kernel(), self.upconv.theta, tile=self.solve_tile,
+                       halo=self.solve_halo, tau_grad=self.tau_grad, fixed_rho=self.fixed_rho)
 
   def upsampler_kernel(self) -> jax.Array:
     """The tied kernel as the upsampler sees it (gradient stopped unless upsampler_kernel_grad)."""
     kernel = self.tied_kernel()
     return kernel if self.upsampler_kernel_grad else jax.lax.stop_gradient(kernel)
 
-  def __call__(self, lr: jax.Array, *, scale: int,
-               factors: Sequence[ops.InverseConvFactor] | None = None) -> tuple[jax.Array, ...]:
+  def __call__(self, lr: jax.Array, *, scale: int, valid_hw: jax.Array | None = None,
+               factor: ops.LocalInverseConvFactor | None = None) -> tuple[jax.Array, ...]:
     """`lr [N, H, W, 1]` -> the SR image of every level.
 
-    `factors`: precomputed `self.factors(level_grids((H, W), log2(scale)))`, e.g. cached across
-    calls at inference (gradients reach the tied kernel and theta through the solve only if they
-    were computed inside the differentiated function). None: factorise here.
+    `factor`: a precomputed `self.factor()`, e.g. cached across calls at inference or shared by
+    the scales of a training step (gradients reach the tied kernel and theta through the solve
+    only if it was computed inside the differentiated function). None: factorise here.
     """
     layers.check_input(lr)
-    n = layers.num_levels(scale)
-    grids = level_grids(lr.shape[1:3], n)
-    if self.fixed_rho == math.inf:
-      factors = None
-    elif factors is not None and tuple(f.lr_shape for f in factors) != grids:
-      raise ValueError(f"factors are for the grids {tuple(f.lr_shape for f in factors)}, this "
-                       f"input and scale need {grids}")
-    ups = make_upsamplers(self.upsampler_kernel(), self.upconv.theta, self.upconv.bias, grids,
-                          pad=self.pad, tau_grad=self.tau_grad, fixed_rho=self.fixed_rho,
-                          factors=factors)
-    upsample = lambda level, y: ups[level](y)
-
-    return pyramid(lr, n, self.input_conv, self.block, upsample, self.residual_conv, self.img_up)
+    keep = layers.valid_region(lr.shape[1:3], valid_hw)
+    up = make_upsampler(self.upsampler_kernel(), self.upconv.theta, self.upconv.bias,
+                        pad=self.pad, tile=self.solve_tile, halo=self.solve_halo,
+                        tau_grad=self.tau_grad, fixed_rho=self.fixed_rho, factor=factor)
+    valid = None if valid_hw is None else jnp.asarray(valid_hw, jnp.int32)
+    upsample = lambda level, y: up(y, None if valid is None else valid << level)
+    return pyramid(lr, layers.num_levels(scale), self.input_conv, lambda x: self.block(x, keep),
+                   upsample, self.residual_conv, self.img_up, keep)

@@ -13,7 +13,7 @@ frequencies `m`. `factorize` stores the explicit inverse `(G(m) + λI)⁻¹` per
 with one batched complex matmul (frequencies as the batch, images as rows) and an ordinary
 transposed convolution. Measured alternatives (real 2C×2C form, images as columns, polyphase
 `Cᵀ`) were no faster on XLA-CPU; the complex form needs half the memory of the real one.
-Design notes: /work/shared/design/inverse_conv.md.
+The maths, the measurements and the checks: `docs/inverse_conv.md`.
 
 Boundary handling: `"periodic"` is the exact operator on the torus; `"symmetric"` pads the LR
 input by `pad` pixels (numpy `'symmetric'`), solves on the padded torus and crops `2 pad` HR pixels.
@@ -151,15 +151,22 @@ def _gram_spectrum(a0, taps, offsets, grids):
   materialised `[F, C, C]` tables, an einsum form transposed the cotangent, 10× slower), and
   each grid's values do not depend on the other grids.
   """
-  c = a0.shape[-1]
-  sym = (taps + jnp.swapaxes(taps, 1, 2)).reshape(-1, c * c)
-  anti = (taps - jnp.swapaxes(taps, 1, 2)).reshape(-1, c * c)
   gr, gi = [], []
   for grid in grids:
     cos, sin = _phase_tables(offsets, grid, a0.dtype)
-    gr.append(a0 + jnp.dot(cos, sym, precision=_EXACT).reshape(-1, c, c))
-    gi.append(jnp.dot(sin, anti, precision=_EXACT).reshape(-1, c, c))
+    r, i = _spectrum_at(a0, taps, cos, sin)
+    gr.append(r)
+    gi.append(i)
   return jnp.concatenate(gr), jnp.concatenate(gi)
+
+
+def _spectrum_at(a0, taps, cos, sin):
+  """`(Gr, Gi)` `[F, C, C]` at the frequencies of the phase tables `cos`, `sin` `[F, S]`."""
+  c = a0.shape[-1]
+  sym = (taps + jnp.swapaxes(taps, 1, 2)).reshape(-1, c * c)
+  anti = (taps - jnp.swapaxes(taps, 1, 2)).reshape(-1, c * c)
+  return (a0 + jnp.dot(cos, sym, precision=_EXACT).reshape(-1, c, c),
+          jnp.dot(sin, anti, precision=_EXACT).reshape(-1, c, c))
 
 
 def factorize_many(kernel: jax.Array, lam, lr_shapes: Sequence[tuple[int, int]], *,

@@ -67,7 +67,8 @@ def fit_converted_upsampler(model: nn.Module, cms_params, ms_model: nn.Module, m
   fitted, losses = upsampler_fit.fit_upsampler(
       cms_params, features, tie_to=model.tie_to, steps=f.steps, learning_rate=f.learning_rate,
       kernel_learning_rate=f.kernel_learning_rate, train_kernel=f.train_kernel, pad=model.pad,
-      tau_grad=model.tau_grad, fixed_rho=model.fixed_rho)
+      tau_grad=model.tau_grad, fixed_rho=model.fixed_rho, tile=model.solve_tile,
+      halo=model.solve_halo)
   logging.info("stage-1 upsampler fit, %d steps: relative feature error %.4f -> %.4f", f.steps,
                upsampler_fit.relative_error(float(losses[0]), features),
                upsampler_fit.relative_error(float(losses[-1]), features))

@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from lapsrn_jax.models import layers
-from lapsrn_jax.models.cms_lapsrn import CMSLapSRN, level_grids
+from lapsrn_jax.models import CMSLapSRN
 from lapsrn_jax.training import losses, sharding
 from lapsrn_jax.training.state import TrainState
 
@@ -20,36 +19,32 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def shared_factors(model: nn.Module, params, batch) -> dict | None:
-  """CMS-LapSRN: the inverse-conv factors of every distinct LR grid of `batch`, computed once.
+def shared_factor(model: nn.Module, params):
+  """CMS-LapSRN: the upsampler's factor, computed once per step for every scale and level.
 
-  The 2x, 4x and 8x chunks of a batch share level sizes (all end at the patch's LR / 2 grid), so
-  one `factors` call serves every chunk: `{"x<s>": [factor per level]}`. Computed inside the
-  differentiated loss, so gradients reach the tied kernel and theta through them. None for models
-  without a solve (LapSRN, MS-LapSRN, CMS-LapSRN with `fixed_rho=inf`).
+  The local solve's factor depends on the tied kernel and theta only (not on the grid sizes), so
+  one `factor` call serves every chunk of the batch. Computed inside the differentiated loss, so
+  gradients reach the tied kernel and theta through it. None for models without a solve (LapSRN,
+  MS-LapSRN, CMS-LapSRN with `fixed_rho=inf`).
   """
   if not isinstance(model, CMSLapSRN) or model.fixed_rho == math.inf:
     return None
-  need = {key: level_grids(tuple(batch[key]["lr"].shape[1:3]), layers.num_levels(int(key[1:])))
-          for key in batch}
-  unique = tuple(sorted({g for grids in need.values() for g in grids}))
-  factors = dict(zip(unique, model.apply({"params": params}, unique, method="factors")))
-  return {key: [factors[g] for g in grids] for key, grids in need.items()}
+  return model.apply({"params": params}, method="factor")
 
 
 def make_loss_fn(model: nn.Module, batch_size: int, eps: float) -> Callable:
   """`loss_fn(params, batch) -> (loss, {"loss_x2": ..., ...})`.
 
   `batch` is `{"x<s>": {"lr", "targets", "weight"}}` (see `sharding.shard_batch`); the per-scale
-  entries are each scale's share of the loss (they sum to `loss`). CMS-LapSRN factorises each
-  distinct grid once per step (`shared_factors`).
+  entries are each scale's share of the loss (they sum to `loss`). CMS-LapSRN factorises once
+  per step (`shared_factor`).
   """
   def loss_fn(params, batch):
     per_scale = {}
-    factors = shared_factors(model, params, batch)
+    factor = shared_factor(model, params)
     for key in sorted(batch, key=lambda k: int(k[1:])):
       chunk = batch[key]
-      extra = {} if factors is None else {"factors": factors[key]}
+      extra = {} if factor is None else {"factor": factor}
       outputs = model.apply({"params": params}, chunk["lr"], scale=int(key[1:]), **extra)
       per_image = losses.pyramid_loss_per_image(outputs, chunk["targets"], eps)
       per_scale[f"loss_{key}"] = losses.batch_loss([per_image], [chunk["weight"]], batch_size)

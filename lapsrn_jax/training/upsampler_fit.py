@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from lapsrn_jax.models import layers
-from lapsrn_jax.models.cms_lapsrn import make_upsamplers
+from lapsrn_jax.models.cms_lapsrn import make_upsampler
 from lapsrn_jax.models.ms_lapsrn import pyramid
 
 Grid = tuple[int, int]
@@ -109,26 +109,26 @@ def merge_fit_params(cms_params, fit: Mapping, tie_to: int) -> dict:
 
 
 def feature_loss(fit: Mapping, kernel: jax.Array, features: Features, *, pad: int = 8,
-                 border: int = 0, tau_grad: bool = False, fixed_rho: float = 0.0) -> jax.Array:
+                 border: int = 0, tau_grad: bool = False, fixed_rho: float = 0.0,
+                 tile: int = 48, halo: int = 8) -> jax.Array:
   """Mean squared error between the tied upsampler and the MS upconv outputs, all grids.
 
   Args:
     fit: `{"theta": (), "bias": [F]}`, plus `"kernel"` `[3, 3, F, F]` to override `kernel`.
     kernel: the tied kernel (conv `tie_to` of the block) used when `fit` has none.
     features: from `collect_features`.
-    pad, tau_grad, fixed_rho: the model's fields (`models.cms_lapsrn.make_upsamplers`).
+    pad, tau_grad, fixed_rho, tile, halo: the model's fields (`pad`, `tau_grad`, `fixed_rho`,
+      `solve_tile`, `solve_halo`; `models.cms_lapsrn.make_upsampler`).
     border: HR rows/cols skipped at the top and left (at row/col 0 the symmetric boundary sees
       a mirrored LR pixel where the MatConvNet convT sees zeros; 0 = the model's real objective).
   Returns:
     scalar, averaged over every element of every grid.
   """
   kernel = fit.get("kernel", kernel)
-  grids = list(features)
-  ups = make_upsamplers(kernel, fit["theta"], fit["bias"], grids, pad=pad, tau_grad=tau_grad,
-                        fixed_rho=fixed_rho)
+  up = make_upsampler(kernel, fit["theta"], fit["bias"], pad=pad, tile=tile, halo=halo,
+                      tau_grad=tau_grad, fixed_rho=fixed_rho)
   total, count = 0.0, 0
-  for up, grid in zip(ups, grids):
-    y, target = features[grid]
+  for y, target in features.values():
     d = (up(y) - target)[:, border:, border:]
     total = total + jnp.sum(jnp.square(d))
     count += d.size
@@ -145,7 +145,8 @@ def relative_error(loss: float, features: Features) -> float:
 def fit_upsampler(cms_params, features: Features, *, tie_to: int, steps: int,
                   learning_rate: float = 3e-2, kernel_learning_rate: float = 1e-4,
                   train_kernel: bool = False, pad: int = 8, tau_grad: bool = False,
-                  fixed_rho: float = 0.0) -> tuple[dict, np.ndarray]:
+                  fixed_rho: float = 0.0, tile: int = 48,
+                  halo: int = 8) -> tuple[dict, np.ndarray]:
   """Adam on `feature_loss` over `theta`, `bias` (and the tied kernel if `train_kernel`).
 
   Full-batch: every step sees all of `features`. Returns `(cms_params with the fitted values,
@@ -162,7 +163,7 @@ def fit_upsampler(cms_params, features: Features, *, tie_to: int, steps: int,
   opt = optax.multi_transform({"upsampler": optax.adam(learning_rate),
                                "kernel": optax.adam(kernel_learning_rate)}, labels)
   loss_fn = lambda f: feature_loss(f, kernel, features, pad=pad, tau_grad=tau_grad,
-                                   fixed_rho=fixed_rho)
+                                   fixed_rho=fixed_rho, tile=tile, halo=halo)
 
   @jax.jit
   def step(f, state):
