@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lapsrn_jax.models import MSLapSRN
 from lapsrn_jax.training import checkpointing, loop, metric_writer, sharding
@@ -247,3 +248,56 @@ def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_pa
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   val_steps = [r["step"] for r in records if "val/psnr_x2" in r]
   assert val_steps[:2] == [0, 1] and val_steps[-1] == NUM_STEPS
+
+
+def _damage(checkpoint):
+  """Truncates every array data file of `checkpoint` (what a full disk or a bad copy leaves)."""
+  files = [p for p in (checkpoint / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+  assert files
+  for path in files:
+    with open(path, "r+b") as f:
+      f.truncate(10)
+
+
+def test_a_damaged_latest_checkpoint_is_skipped_when_loading(runs, tmp_path, capsys, caplog):
+  """Model loading falls back to the newest intact checkpoint with a one-line warning; a damaged
+  checkpoint named explicitly is a one-line usage error (exit status 2) of evaluate and upscale."""
+  import shutil
+  from lapsrn_jax import evaluate, upscale
+  workdir = tmp_path / "run"
+  shutil.copytree(runs.ref, workdir)
+  assert 8 in steps_on_disk(workdir) and max(steps_on_disk(workdir)) == 12
+  _damage(workdir / "checkpoints" / "12")
+  with caplog.at_level("WARNING"):
+    _, params = checkpointing.load_trained(workdir, prefer="latest")
+    assert evaluate.load_model(str(workdir)).name == "ours:run"
+  warnings = [r.getMessage() for r in caplog.records if "skipped damaged" in r.getMessage()]
+  assert warnings and all("checkpoints/12 (" in w and "\n" not in w for w in warnings)
+  expected = flat_params(checkpointing.load_trained(runs.ref / "checkpoints" / "8")[1])
+  params = flat_params(params)
+  assert all(np.array_equal(params[k], expected[k]) for k in expected)
+  damaged = str(workdir / "checkpoints" / "12")
+  (tmp_path / "hr").mkdir()
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "hr" / "flat.png")
+  assert evaluate.main(["--model", damaged, "--hr-dir", str(tmp_path / "hr"), "--no-progress"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "cannot be restored" in err[0], err
+  assert upscale.main([str(tmp_path / "hr" / "flat.png"), "--scale", "2", "--output", str(tmp_path / "o"),
+                       "--model", damaged]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "cannot be restored" in err[0], err
+
+
+def test_resume_skips_a_damaged_latest_checkpoint_and_saves_its_step_again(runs, tmp_path):
+  import shutil
+  workdir = tmp_path / "run"
+  shutil.copytree(runs.ref, workdir)
+  _damage(workdir / "checkpoints" / "12")
+  summary = loop.train_and_evaluate(debug_config(), workdir)
+  assert summary["step"] == NUM_STEPS
+  assert (workdir / "damaged_checkpoints" / "12").is_dir()
+  assert 12 in steps_on_disk(workdir)
+  resumed = flat_params(checkpointing.load_trained(workdir, prefer="latest")[1])
+  reference = flat_params(checkpointing.load_trained(runs.ref, prefer="latest")[1])
+  for key in reference:  # in-process vs the CLI's process: equal up to float reassociation
+    np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-7, err_msg=key)

@@ -14,6 +14,11 @@ grain iterator state; it is ignored.)
 Saves are asynchronous and atomic (orbax writes a temporary directory and renames it when complete;
 unfinished ones are deleted on the next start), so a run killed at any moment restarts from its last
 complete checkpoint. Kept: the `keep` latest checkpoints and the one with the best validation PSNR.
+
+A checkpoint damaged after it was written (files deleted or truncated) is skipped with a one-line
+warning naming it: training resumes from the newest intact one (`restore_intact`; the damaged
+folders are moved to `workdir/damaged_checkpoints/<step>` so the steps can be saved again) and
+`load_trained` loads the best (or latest) intact one.
 """
 
 import json
@@ -23,6 +28,7 @@ from typing import Any
 
 import jax
 import ml_collections
+from absl import logging
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
@@ -30,6 +36,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 STATE = "state"
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "damaged_checkpoints"
 BEST_METRIC = "val_psnr"  # mean Y-PSNR over the validated scales, dB
 
 
@@ -68,6 +75,64 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | Non
   restored = manager.restore(step, args=ocp.args.Composite(**{
       STATE: ocp.args.StandardRestore(abstract_state)}))
   return restored[STATE]
+
+
+def _reason(err: BaseException) -> str:
+  """One line about `err` (orbax / tensorstore errors can span hundreds of lines)."""
+  lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+  text = f"{type(err).__name__}: {lines[0] if lines else ''}"
+  return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _first_intact(manager: ocp.CheckpointManager, steps, load) -> tuple[int, Any, list]:
+  """`(step, load(step), [(skipped step, reason)])` for the first of `steps` that `load`s.
+
+  Raises:
+    ValueError: none of `steps` loads (the reasons named), or there are no steps.
+  """
+  skipped = []
+  for step in steps:
+    try:
+      return step, load(step), skipped
+    except Exception as err:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
+      skipped.append((step, _reason(err)))
+      logging.warning("skipped damaged checkpoint %s (%s)", pathlib.Path(manager.directory) / str(step),
+                      skipped[-1][1])
+  if not skipped:
+    raise FileNotFoundError(f"{manager.directory} holds no complete checkpoint")
+  raise ValueError(f"no intact checkpoint in {manager.directory}: "
+                   + "; ".join(f"step {s}: {r}" for s, r in skipped))
+
+
+def restore_intact(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, list[int]]:
+  """The state of the newest checkpoint that restores, and the damaged steps skipped on the way.
+
+  Each damaged step gets a one-line warning; the caller moves it away (`move_damaged`) before
+  saving that step again. Raises ValueError when no checkpoint restores.
+  """
+  _, state, skipped = _first_intact(manager, sorted(manager.all_steps(), reverse=True),
+                                    lambda step: restore(manager, abstract_state, step))
+  return state, [step for step, _ in skipped]
+
+
+def move_damaged(manager: ocp.CheckpointManager, steps) -> None:
+  """Moves `checkpoints/<step>` folders to `damaged_checkpoints/<step>` (process 0) and reloads
+  the manager's list of steps."""
+  if steps and jax.process_index() == 0:
+    root = pathlib.Path(manager.directory)
+    target = root.parent / DAMAGED_DIR
+    target.mkdir(exist_ok=True)
+    for step in steps:
+      dest = target / str(step)
+      n = 1
+      while dest.exists():
+        dest, n = target / f"{step}.{n}", n + 1
+      os.replace(root / str(step), dest)
+      logging.warning("moved the damaged checkpoint %s to %s", root / str(step), dest)
+  if steps and jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices("lapsrn_jax.move_damaged")
+  manager.reload()
 
 
 def abstract_like(tree: Any, sharding: jax.sharding.Sharding) -> Any:
@@ -126,15 +191,35 @@ def load_trained(workdir_or_checkpoint: str | os.PathLike, *, prefer: str = "bes
   config = read_config(workdir)
   model = create_model(config.model.name, **config.model.overrides.to_dict())
   manager = make_manager(workdir, keep=1, async_save=False, read_only=True)
-  try:
-    if step is None:
-      step = manager.best_step() if prefer == "best" else manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"{workdir / CHECKPOINT_DIR} holds no complete checkpoint")
+
+  def load(step):
     meta = manager.item_metadata(step)[STATE]
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta)
-    restored = manager.restore(step, args=ocp.args.Composite(**{
+    return manager.restore(step, args=ocp.args.Composite(**{
         STATE: ocp.args.StandardRestore(target)}))[STATE]
+
+  try:
+    if step is not None:  # an explicit checkpoint: no fallback
+      try:
+        restored = load(step)
+      except Exception as err:  # pylint: disable=broad-except
+        raise ValueError(f"checkpoint {workdir / CHECKPOINT_DIR / str(step)} cannot be restored "
+                         f"({_reason(err)})") from err
+    else:
+      steps = sorted(manager.all_steps(), reverse=True)
+      if prefer == "best":  # by validation PSNR, best first, then the unvalidated, latest first
+        scores = {}
+        for s in steps:
+          try:
+            metrics = manager.metrics(s)
+            scores[s] = _best_value(metrics) if metrics else None
+          except Exception:  # pylint: disable=broad-except  (a damaged metrics file)
+            scores[s] = None
+        steps = (sorted((s for s in steps if scores[s] is not None), key=scores.get, reverse=True)
+                 + [s for s in steps if scores[s] is None])
+      step, restored, skipped = _first_intact(manager, steps, load)
+      if skipped:
+        logging.warning("loaded checkpoint %s instead", workdir / CHECKPOINT_DIR / str(step))
   finally:
     manager.close()
   params = restored["params"]

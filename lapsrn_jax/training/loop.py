@@ -1,7 +1,8 @@
 """`train_and_evaluate(config, workdir)`: the training loop behind `python -m lapsrn_jax.train`.
 
 A library function (notebooks call it too). It validates the config and the workdir before any work,
-resumes from the latest checkpoint in `workdir` when there is one, and otherwise starts from the
+resumes from the latest intact checkpoint in `workdir` when there is one (a damaged newer one is
+skipped with a warning and moved to `workdir/damaged_checkpoints/`), and otherwise starts from the
 initial params (`config.init_from`). Each step: this host's share of the global batch (grain) ->
 padded, sharded global arrays -> the jitted step; the loss, gradients and new params are checked to
 be finite (otherwise the run stops with `FloatingPointError`, keeping the last good checkpoint).
@@ -137,7 +138,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     abstract = jax.eval_shape(lambda: make_state(initialization.initial_params(
         model, ml_collections.ConfigDict({**config.to_dict(), "init_from": ""}),
         jax.random.key(0))))
-    state = checkpointing.restore(manager, checkpointing.abstract_like(abstract, repl))
+    state, damaged = checkpointing.restore_intact(manager,
+                                                  checkpointing.abstract_like(abstract, repl))
+    checkpointing.move_damaged(manager, damaged)  # so that their steps can be saved again
     logging.info("resumed from %s at step %d", manager.directory, int(state.step))
   checkpointing.write_config(workdir, config)
   step = int(state.step)
