@@ -204,12 +204,28 @@ def test_bad_config_fails_before_creating_the_workdir(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
-def test_empty_data_folder_is_a_clear_error(tmp_path):
+def test_empty_data_folder_is_a_clear_error_and_leaves_no_workdir(tmp_path):
   (tmp_path / "empty").mkdir()
   config = debug_config()
   config.data.train = f"folder:{tmp_path / 'empty'}"
   with pytest.raises(ValueError, match="empty"):
     loop.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()  # no half-made workdir left behind
+
+
+def test_a_second_run_on_a_locked_workdir_stops_at_once_naming_the_first(tmp_path):
+  first = loop.WorkdirLock(tmp_path)  # what a running train_and_evaluate holds
+  try:
+    start = time.monotonic()
+    with pytest.raises(loop.WorkdirInUseError, match=f"in use by another training run \\(pid "
+                       f"{os.getpid()} on host "):
+      loop.train_and_evaluate(debug_config(), tmp_path)
+    assert time.monotonic() - start < 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", ".lock.owner"]  # nothing written
+  finally:
+    first.release()
+  second = loop.WorkdirLock(tmp_path)  # released: the next run gets it
+  second.release()
 
 
 def test_unwritable_workdir_is_a_clear_error(tmp_path):

@@ -9,8 +9,11 @@ be finite (otherwise the run stops with `FloatingPointError`, keeping the last g
 Metrics go to tqdm, `workdir/metrics.jsonl` and TensorBoard (`workdir/tensorboard`).
 """
 
+import json
 import os
 import pathlib
+import shutil
+import socket
 import tempfile
 import time
 
@@ -30,18 +33,77 @@ _RESUME_FIELDS = ("seed", "model", "data.train", "data.scale_augmentation",
                   "optim.name")
 
 
+def _first_missing(path: pathlib.Path) -> pathlib.Path | None:
+  """The top-most folder of `path` (itself or an ancestor) that does not exist yet, or None."""
+  missing = None
+  for folder in (path, *path.parents):
+    if folder.exists():
+      break
+    missing = folder
+  return missing
+
+
 def prepare_workdir(workdir) -> pathlib.Path:
-  """Creates `workdir` and checks that files can be written there; clear errors otherwise."""
+  """Creates `workdir` and checks that files can be written there; clear errors otherwise (and
+  no folder left behind by a failed attempt)."""
   if not workdir:
     raise ValueError("a workdir is required (--workdir DIR)")
   path = pathlib.Path(os.path.expanduser(str(workdir))).absolute()
+  created = _first_missing(path)
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test"):
       pass
   except OSError as err:
+    if created is not None:
+      shutil.rmtree(created, ignore_errors=True)
     raise PermissionError(f"workdir {path} cannot be created or written: {err}") from err
   return path
+
+
+class WorkdirInUseError(RuntimeError):
+  """Another training run holds the workdir's lock."""
+
+
+class WorkdirLock:
+  """This process's lock on a workdir: `workdir/.lock` (`.lock.<i>` for process i > 0), an OS file
+  lock (`filelock`) that the OS releases when the process ends, even by SIGKILL. The holder (pid,
+  host, start time) is recorded in `<lock>.owner` so that a second run can name it.
+
+  Raises:
+    WorkdirInUseError: at once (no waiting) when another process holds the lock.
+  """
+
+  def __init__(self, workdir: pathlib.Path):
+    import filelock  # pylint: disable=import-outside-toplevel
+
+    index = jax.process_index()
+    self.path = pathlib.Path(workdir) / (".lock" if index == 0 else f".lock.{index}")
+    self.owner = self.path.with_name(self.path.name + ".owner")
+    self._lock = filelock.FileLock(self.path, timeout=0)
+    try:
+      self._lock.acquire()
+    except filelock.Timeout:
+      raise WorkdirInUseError(
+          f"workdir {workdir} is in use by another training run ({self._holder()}); wait for it "
+          "to end or use another --workdir") from None
+    self.owner.write_text(json.dumps({
+        "pid": os.getpid(), "host": socket.gethostname(), "process_index": index,
+        "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}))
+
+  def _holder(self) -> str:
+    try:
+      owner = json.loads(self.owner.read_text())
+      return f"pid {owner['pid']} on host {owner['host']}, since {owner['since']}"
+    except (OSError, ValueError, KeyError):
+      return f"holder not recorded in {self.owner}"
+
+  def release(self) -> None:
+    self.owner.unlink(missing_ok=True)  # before the lock: a next holder's record stays
+    try:
+      self._lock.release()
+    except OSError:  # the workdir was removed (a failed fresh run): the OS lock is gone with it
+      pass
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str):
@@ -101,15 +163,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   Raises:
     ValueError: a bad config (before any work), a workdir of a different run, bad data.
     PermissionError: the workdir cannot be written.
+    WorkdirInUseError: another run holds the workdir (raised at once, naming its pid and host).
+  A run that fails before its first step removes the workdir if it created it.
     FloatingPointError: the loss, gradients or params became NaN/Inf (the checkpoints on disk are
       from earlier, finite steps).
   """
+  validate_config(config)
+  sharding.maybe_initialize_distributed(config.train.distributed)
+  path = pathlib.Path(os.path.expanduser(str(workdir or ""))).absolute()
+  created = _first_missing(path) if workdir else None
+  workdir = prepare_workdir(workdir)
+  lock = WorkdirLock(workdir)  # before anything is written; a second run stops here
+  started = []
+  try:
+    return _train(config, workdir, started)
+  except BaseException:
+    if created is not None and not started:  # failed before training: no half-made workdir
+      shutil.rmtree(created, ignore_errors=True)
+    raise
+  finally:
+    lock.release()
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: list) -> dict:
+  """The body of `train_and_evaluate` in a prepared, locked workdir; appends to `started` when
+  the training loop begins."""
   from lapsrn_jax.data import pipeline  # deferred: keeps `import lapsrn_jax.train` light
   from lapsrn_jax.models import create_model
 
-  validate_config(config)
-  workdir = prepare_workdir(workdir)
-  sharding.maybe_initialize_distributed(config.train.distributed)
   mesh = sharding.make_mesh()
   validate_config(config, num_devices=mesh.size)
   t, e = config.train, config.eval
@@ -158,6 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
              disable=not t.progress_bar or jax.process_index() != 0)
   averager, last_val = _Averager(), {}
   start = time.monotonic()
+  started.append(step)
   try:
     if e.at_start and step == 0:
       last_val = validator(state.params)
