@@ -13,7 +13,9 @@ and average over the set. Prints a Markdown table (rows = scale x model, columns
                   "images": [{"name", "psnr", "ssim"} or {"name", "error"}]}],
      "failed_images": <total>}
 
-An infinite PSNR (SR identical to HR) is written as `Infinity` (Python's `json` reads it).
+The JSON is strict (no `NaN` / `Infinity`): an image whose SR equals the HR on the scored pixels
+has an infinite PSNR, which is capped at `PSNR_CAP` = 100 dB (an MSE of 1e-10, far below 8-bit
+quantisation) in the JSON, the table and the set mean, so the mean stays finite.
 With `--save-images OUT` each SR image is written as an 8-bit PNG (`im2uint8`, what is scored)
 to `OUT/<set>/x<scale>/<name>.png` (`OUT/<model>/<set>/x<scale>/<name>.png` with several models).
 
@@ -51,6 +53,7 @@ __all__ = ["Model", "evaluate_model", "load_checkpoint_model", "load_model", "ma
            "markdown_table", "resolve_sets"]
 
 Upscaler = Callable[[np.ndarray, int], np.ndarray]
+PSNR_CAP = 100.0  # dB: an infinite PSNR (exact reconstruction) is reported as this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,13 +143,13 @@ def _save_png(path: pathlib.Path, image: np.ndarray) -> None:
 
 
 def _score_one(model: Model, hr: np.ndarray, scale: int):
-  """(SR image, psnr, ssim) of one uint8 HR image (already mod-cropped) at `scale`."""
+  """(SR image, psnr capped at `PSNR_CAP`, ssim) of one uint8 HR image (mod-cropped) at `scale`."""
   lr = imresize(hr.astype(np.float64) / 255.0, 1.0 / scale)
   sr = np.asarray(model.upscale(lr, scale))
   if sr.shape != hr.shape:
     raise ValueError(f"model {model.name!r} returned shape {sr.shape}, expected {hr.shape}")
   p, s = metrics.paper_protocol(sr, hr, scale)
-  return sr, float(p), float(s)
+  return sr, min(float(p), PSNR_CAP), float(s)
 
 
 def _mean(values):
@@ -302,7 +305,8 @@ def main(argv=None) -> int:
   if args.output:
     output = pathlib.Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"results": results, "failed_images": failed}, indent=1))
+    output.write_text(json.dumps({"results": results, "failed_images": failed}, indent=1,
+                                 allow_nan=False))
   if failed:
     print(f"error: {failed} image(s) could not be scored (see above"
           f"{' and ' + args.output if args.output else ''})", file=sys.stderr)

@@ -165,3 +165,19 @@ def test_custom_models_and_the_markdown_layout(tiny_set):
   assert lines[2].endswith(f"| {bic['psnr']:.3f} / {bic['ssim']:.4f} |")
   assert lines[4].endswith("| failed |")
   assert results[0]["psnr"] > results[2]["psnr"]  # bicubic beats nearest on smooth images
+
+
+def test_an_exact_reconstruction_is_capped_in_strict_json(tmp_path):
+  """A flat image: bicubic reproduces it exactly (infinite PSNR), written as PSNR_CAP, not Infinity."""
+  folder = tmp_path / "flat"
+  folder.mkdir()
+  Image.fromarray(np.full((16, 16), 120, np.uint8)).save(folder / "flat.png")
+  assert evaluate.main(["--model", "bicubic", "--hr-dir", str(folder), "--scales", "2",
+                        "--output", str(tmp_path / "r.json"), "--no-progress"]) == 0
+
+  def reject(constant):
+    raise ValueError(f"non-standard JSON constant {constant}")
+
+  data = json.loads((tmp_path / "r.json").read_text(), parse_constant=reject)
+  entry = data["results"][0]
+  assert entry["images"][0]["psnr"] == entry["psnr"] == evaluate.PSNR_CAP == 100.0
