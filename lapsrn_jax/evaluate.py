@@ -27,7 +27,8 @@ Models (`--model`, comma-separated for several):
 
 Exit status: 0 when every image was scored, 1 when some images failed (they are named in the
 JSON and on stderr; the others are still scored), 2 for bad arguments (unknown model, a missing
-or empty folder). Bicubic on Set5 + Set14 + BSDS100 at x2/x4/x8 takes about 40 s on 2 CPU cores
+or empty folder, an `--output` or `--save-images` that cannot be written: checked before any
+work). Bicubic on Set5 + Set14 + BSDS100 at x2/x4/x8 takes about 40 s on 2 CPU cores
 and reproduces the published Bicubic row (e.g. Set5 x4: 28.43 / 0.811).
 """
 
@@ -289,6 +290,10 @@ def main(argv=None) -> int:
   """The CLI; returns the exit status (0 ok, 1 some images failed, 2 bad arguments)."""
   args = _parse_args(argv)
   try:
+    if args.output:  # before any work: an unwritable output is found now, not after the run
+      images_lib.check_writable(args.output, "--output", folder=False)
+    if args.save_images:
+      images_lib.check_writable(args.save_images, "--save-images", folder=True)
     sets = resolve_sets(data_dir=args.data_dir, set_names=args.sets, hr_dirs=args.hr_dir)
     models = [load_model(spec, weights_dir=args.weights_dir) for spec in args.model]
   except ValueError as e:

@@ -26,7 +26,8 @@ flips of every window (8x the time). Host memory holds the whole image in float 
 per output pixel for colour images); device memory is that of the network on one window.
 
 Exit status: 0 when every image was written or skipped, 1 when some failed (each is named on
-stderr; the others are still processed), 2 for bad arguments (a missing input, an unknown model).
+stderr; the others are still processed), 2 for bad arguments (a missing input, an unknown model,
+an `--output` folder that cannot be created or written: checked before any work).
 """
 
 import argparse
@@ -41,7 +42,7 @@ from tqdm import tqdm
 from lapsrn_jax import tiling
 from lapsrn_jax import upscale_io
 from lapsrn_jax.color import rgb_to_ycbcr, ycbcr_to_rgb
-from lapsrn_jax.images import IMAGE_EXTENSIONS, list_images
+from lapsrn_jax.images import IMAGE_EXTENSIONS, check_writable, list_images
 from lapsrn_jax.imresize import imresize
 
 __all__ = ["Report", "load_model", "make_window_fn", "main", "output_path", "upscale_files",
@@ -259,8 +260,7 @@ def main(argv=None) -> int:
   """The CLI; returns the exit status (0 ok, 1 some images failed, 2 bad arguments)."""
   args = _parse_args(argv)
   try:
-    if pathlib.Path(args.output).exists() and not pathlib.Path(args.output).is_dir():
-      raise ValueError(f"--output {args.output!r} exists and is not a folder")
+    check_writable(args.output, "--output", folder=True)  # before any work
     inputs = expand_inputs(args.inputs)
     model, params = load_model(args.model, weights_dir=args.weights_dir)
     overlap = tiling.receptive_radius(model, args.scale) if args.overlap is None else args.overlap

@@ -181,3 +181,14 @@ def test_an_exact_reconstruction_is_capped_in_strict_json(tmp_path):
   data = json.loads((tmp_path / "r.json").read_text(), parse_constant=reject)
   entry = data["results"][0]
   assert entry["images"][0]["psnr"] == entry["psnr"] == evaluate.PSNR_CAP == 100.0
+
+
+@pytest.mark.parametrize("option", ["--output", "--save-images"])
+def test_unwritable_outputs_are_usage_errors_before_any_work(tiny_set, tmp_path, capsys, option):
+  (tmp_path / "a_file").write_text("")
+  target = tmp_path / "a_file" / "out"  # below a file: can never be created
+  assert evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), option, str(target),
+                        "--no-progress"]) == 2
+  out, err = capsys.readouterr()
+  assert out == "" and len(err.strip().splitlines()) == 1  # no table: nothing was scored
+  assert option in err and "a_file" in err
