@@ -234,12 +234,27 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path):
     loop.train_and_evaluate(debug_config(), tmp_path / "a_file" / "run")
 
 
-def test_cli_rejects_unknown_config_keys(tmp_path):
-  proc = subprocess.run(cli(tmp_path / "run", "--config.train.num_stpes=5"), cwd=REPO, env=env(),
-                        capture_output=True, text=True, timeout=120)
-  assert proc.returncode != 0
-  assert "num_stpes" in proc.stderr
+def test_cli_errors_are_one_line_with_the_documented_exit_status(tmp_path):
+  """Unknown config key, non-finite value: exit 2 before any work; a locked workdir: exit 3,
+  naming the holder; --debug shows the traceback."""
+  def run(workdir, *args):
+    proc = subprocess.run(cli(workdir, *args), cwd=REPO, env=env(), capture_output=True,
+                          text=True, timeout=120)
+    return proc.returncode, proc.stderr.strip().splitlines()
+
+  rc, err = run(tmp_path / "run", "--config.train.num_stpes=5")
+  assert rc == 2 and len(err) == 1 and "num_stpes" in err[0], err
+  rc, err = run(tmp_path / "run", "--config.optim.learning_rate=inf")
+  assert rc == 2 and err[-1].startswith("error:") and "finite" in err[-1], err
   assert not (tmp_path / "run").exists()
+  rc, err = run(tmp_path / "run", "--config.train.num_stpes=5", "--debug")
+  assert rc != 0 and "Traceback" in err[0]
+  holder = loop.WorkdirLock(tmp_path)
+  try:
+    rc, err = run(tmp_path)
+  finally:
+    holder.release()
+  assert rc == 3 and err[-1].startswith("error:") and f"pid {os.getpid()}" in err[-1], err
 
 
 def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_path, runs):
