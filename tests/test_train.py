@@ -166,6 +166,18 @@ def test_checkpoints_of_older_versions_with_a_grain_data_item_still_restore(tmp_
   np.testing.assert_array_equal(restored["w"], state["w"])
 
 
+def test_running_a_finished_run_again_reports_its_last_validation(runs):
+  """What re-running the Colab notebook does: the summary has the validation metrics."""
+  before = (runs.ref / "metrics.jsonl").read_text()
+  summary = loop.train_and_evaluate(debug_config(), runs.ref)
+  assert (runs.ref / "metrics.jsonl").read_text() == before  # no step, nothing written
+  last = [r for r in metric_writer.read_metrics(runs.ref) if "val/psnr" in r][-1]
+  assert summary["step"] == NUM_STEPS == last["step"]
+  for s in (2, 4):
+    assert summary[f"val/psnr_x{s}"] == last[f"val/psnr_x{s}"]
+    assert summary[f"val/bicubic_psnr_x{s}"] == last[f"val/bicubic_psnr_x{s}"]
+
+
 def test_resuming_with_a_different_model_is_refused(runs):
   config = debug_config()
   config.model.overrides.features = 16

@@ -158,7 +158,8 @@ class _Averager:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   """Trains `config` in `workdir` (resuming when it holds a checkpoint) and returns the last
-  validation metrics (`"val/psnr_x2"`, ..., `"val/bicubic_psnr_x2"`, ...) plus `"step"`.
+  validation metrics (`"val/psnr_x2"`, ..., `"val/bicubic_psnr_x2"`, ...) plus `"step"`; a run
+  that is already finished returns its last validation, read back from `metrics.jsonl`.
 
   Raises:
     ValueError: a bad config (before any work), a workdir of a different run, bad data.
@@ -287,4 +288,16 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: li
     manager.wait_until_finished()
     manager.close()
     writer.close()
+  if not last_val:  # nothing validated now (e.g. a finished run run again): the last record
+    last_val = _last_validation(workdir, step)
   return {"step": step, **last_val}
+
+
+def _last_validation(workdir: pathlib.Path, step: int) -> dict:
+  """The val/* metrics of the last validation at or before `step` in `metrics.jsonl`, if any."""
+  try:
+    records = metric_writer.read_metrics(workdir)
+  except (OSError, ValueError):
+    return {}
+  val = [r for r in records if "val/psnr" in r and r["step"] <= step]
+  return {k: v for k, v in val[-1].items() if k.startswith("val/")} if val else {}
