@@ -11,7 +11,10 @@ and average over the set. Prints a Markdown table (rows = scale x model, columns
 
     {"results": [{"model", "set", "scale", "psnr", "ssim", "num_images", "failed", "seconds",
                   "images": [{"name", "psnr", "ssim"} or {"name", "error"}]}],
-     "failed_images": <total>}
+     "failed_images": <distinct image files that failed for some model or scale>}
+
+`name` is the file's stem, or its full name when several files of the set share the stem
+(`baby.png`, `baby.jpg`); saved images and JSON entries stay distinct.
 
 The JSON is strict (no `NaN` / `Infinity`): an image whose SR equals the HR on the scored pixels
 has an infinite PSNR, which is capped at `PSNR_CAP` = 100 dB (an MSE of 1e-10, far below 8-bit
@@ -50,8 +53,8 @@ from lapsrn_jax import images as images_lib
 from lapsrn_jax import metrics
 from lapsrn_jax.imresize import imresize
 
-__all__ = ["Model", "evaluate_model", "load_checkpoint_model", "load_model", "main",
-           "markdown_table", "resolve_sets"]
+__all__ = ["Model", "count_failed_images", "evaluate_model", "load_checkpoint_model", "load_model",
+           "main", "markdown_table", "resolve_sets"]
 
 Upscaler = Callable[[np.ndarray, int], np.ndarray]
 PSNR_CAP = 100.0  # dB: an infinite PSNR (exact reconstruction) is reported as this
@@ -179,17 +182,17 @@ def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *
   scales = [int(s) for s in scales]
   if not scales or any(s < 1 for s in scales):
     raise ValueError(f"scales must be positive integers, got {scales}")
-  results, failed_total = [], 0
+  results = []
   for set_name, paths in sets.items():
     if isinstance(paths, (str, os.PathLike)):
       paths = images_lib.list_images(paths)
     loaded = []  # (name, uint8 image or the ImageReadError)
-    for path in paths:
-      path = pathlib.Path(path)
+    paths = [pathlib.Path(p) for p in paths]
+    for path, name in zip(paths, _image_names(paths)):
       try:
-        loaded.append((path.stem, images_lib.read_image(path)))
+        loaded.append((name, images_lib.read_image(path)))
       except images_lib.ImageReadError as e:
-        loaded.append((path.stem, e))
+        loaded.append((name, e))
     for scale in scales:
       start = time.perf_counter()
       entries, psnrs, ssims = [], [], []
@@ -214,12 +217,23 @@ def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *
             folder = folder / image_subdir
           _save_png(folder / set_name / f"x{scale}" / f"{name}.png", sr)
       failed = len(entries) - len(psnrs)
-      failed_total += failed
       results.append({"model": model.name, "set": set_name, "scale": scale,
                       "psnr": _mean(psnrs), "ssim": _mean(ssims), "num_images": len(psnrs),
                       "failed": failed, "seconds": round(time.perf_counter() - start, 3),
                       "images": entries})
-  return {"results": results, "failed_images": failed_total}
+  return {"results": results, "failed_images": count_failed_images(results)}
+
+
+def _image_names(paths: Sequence[pathlib.Path]) -> list[str]:
+  """Each file's stem, or its full name where several files of the set share the stem (e.g.
+  `baby.png` and `baby.jpg`), so that names in the JSON and saved PNGs stay distinct."""
+  stems = [p.stem for p in paths]
+  return [p.name if stems.count(p.stem) > 1 else p.stem for p in paths]
+
+
+def count_failed_images(results: Sequence[Mapping]) -> int:
+  """The number of distinct image files (set, name) that failed for any model or scale."""
+  return len({(r["set"], im["name"]) for r in results for im in r["images"] if "error" in im})
 
 
 def _cell(entry) -> str:
@@ -299,13 +313,13 @@ def main(argv=None) -> int:
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  results, failed = [], 0
+  results = []
   for model in models:
     out = evaluate_model(model, sets, args.scales, save_dir=args.save_images,
                          progress=not args.no_progress,
                          image_subdir=_safe_name(model.name) if len(models) > 1 else None)
     results += out["results"]
-    failed += out["failed_images"]
+  failed = count_failed_images(results)  # a broken file counts once, whatever the models/scales
   print(markdown_table(results))
   if args.output:
     output = pathlib.Path(args.output)

@@ -13,7 +13,8 @@ float; the output keeps the input's bit depth and channels.
 Outputs: `OUTPUT/<stem>_x<scale>.png` (a 16-bit input gives a 16-bit PNG). An input file is never
 overwritten, even with `--overwrite` (the image is reported as failed). An existing output is
 kept and the image skipped, unless `--overwrite` (so an interrupted run can be resumed). Two
-inputs that would write the same output: the second is reported as failed.
+inputs that would write the same output: the second is reported as failed (unless the first
+failed: then the second writes it).
 
 Tiles: windows of `--tile` LR pixels (default 256) overlapping by `--overlap` pixels on each side,
 by default the model's receptive radius (`tiling.receptive_radius`, e.g. 43 / 63 / 73 for
@@ -203,8 +204,8 @@ def upscale_files(window_fn: WindowFn, inputs: Sequence, output_dir, scale: int,
       report.failed.append((path, reason))
       print(f"error: {path}: {reason}", file=log)
       continue
-    claimed[key] = path
     if target.exists() and not overwrite:
+      claimed[key] = path
       report.skipped.append((path, f"{target} exists (--overwrite replaces it)"))
       continue
     try:
@@ -220,6 +221,7 @@ def upscale_files(window_fn: WindowFn, inputs: Sequence, output_dir, scale: int,
       report.failed.append((path, message))
       print(f"error: {path}: {message}", file=log)
       continue
+    claimed[key] = path  # only now: a failed input does not block another of the same stem
     report.written.append(target)
   return report
 

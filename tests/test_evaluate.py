@@ -192,3 +192,25 @@ def test_unwritable_outputs_are_usage_errors_before_any_work(tiny_set, tmp_path,
   out, err = capsys.readouterr()
   assert out == "" and len(err.strip().splitlines()) == 1  # no table: nothing was scored
   assert option in err and "a_file" in err
+
+
+def test_files_sharing_a_stem_keep_distinct_names_and_images(tiny_set, tmp_path):
+  Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tiny_set / "rgb.jpg")  # next to rgb.png
+  assert evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), "--scales", "2",
+                        "--output", str(tmp_path / "r.json"), "--save-images",
+                        str(tmp_path / "out"), "--no-progress"]) == 0
+  names = [im["name"] for im in json.loads((tmp_path / "r.json").read_text())["results"][0]["images"]]
+  assert names == ["gray", "rgb.jpg", "rgb.png"]
+  assert sorted(p.name for p in (tmp_path / "out" / "tiny" / "x2").iterdir()) == [
+      "gray.png", "rgb.jpg.png", "rgb.png.png"]
+
+
+def test_a_broken_file_counts_once_whatever_the_models_and_scales(tiny_set, tmp_path, monkeypatch):
+  monkeypatch.setattr(evaluate, "load_model",
+                      lambda spec, weights_dir=None: evaluate.Model(spec, evaluate.bicubic))
+  (tiny_set / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+  assert evaluate.main(["--model", "one,two", "--hr-dir", str(tiny_set), "--scales", "2,4",
+                        "--output", str(tmp_path / "r.json"), "--no-progress"]) == 1
+  data = json.loads((tmp_path / "r.json").read_text())
+  assert len(data["results"]) == 4 and all(r["failed"] == 1 for r in data["results"])
+  assert data["failed_images"] == 1

@@ -324,3 +324,14 @@ def test_cli_checks_the_output_folder_before_loading_the_model(tmp_path, capsys,
     assert upscale.main([str(tmp_path / "a.png"), "--scale", "2", "--output", str(output)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--output" in err[0], err
+
+
+def test_an_unreadable_input_does_not_block_a_good_one_of_the_same_stem(tmp_path, tiny_cli, capsys):
+  src = tmp_path / "in"
+  src.mkdir()
+  (src / "a.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")  # listed (and processed) first
+  _save(src / "a.png", _image(6, 6, 3))
+  assert tiny_cli(src, "--scale", "2", "--output", tmp_path / "out") == 1
+  err = capsys.readouterr().err
+  assert "a.jpg" in err and "also the output of" not in err
+  assert upscale_io.read_pixels(tmp_path / "out" / "a_x2.png").shape == (12, 12, 3)
