@@ -315,7 +315,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_when_loading(runs, tmp_path, cap
     _, params = checkpointing.load_trained(workdir, prefer="latest")
     assert evaluate.load_model(str(workdir)).name == "ours:run"
   warnings = [r.getMessage() for r in caplog.records if "skipped damaged" in r.getMessage()]
-  assert warnings and all("checkpoints/12 (" in w and "\n" not in w for w in warnings)
+  assert warnings and all("checkpoints/12 (" in w and "step 8" in w and "\n" not in w for w in warnings)
   expected = flat_params(checkpointing.load_trained(runs.ref / "checkpoints" / "8")[1])
   params = flat_params(params)
   assert all(np.array_equal(params[k], expected[k]) for k in expected)
@@ -331,12 +331,16 @@ def test_a_damaged_latest_checkpoint_is_skipped_when_loading(runs, tmp_path, cap
   assert len(err) == 1 and "cannot be restored" in err[0], err
 
 
-def test_resume_skips_a_damaged_latest_checkpoint_and_saves_its_step_again(runs, tmp_path):
+def test_resume_skips_a_damaged_latest_checkpoint_and_saves_its_step_again(runs, tmp_path,
+                                                                          caplog):
   import shutil
   workdir = tmp_path / "run"
   shutil.copytree(runs.ref, workdir)
   _damage(workdir / "checkpoints" / "12")
-  summary = loop.train_and_evaluate(debug_config(), workdir)
+  with caplog.at_level("WARNING"):
+    summary = loop.train_and_evaluate(debug_config(), workdir)
+  warnings = [r.getMessage() for r in caplog.records if "skipped damaged" in r.getMessage()]
+  assert len(warnings) == 1 and "checkpoints/12 (" in warnings[0] and "from step 8" in warnings[0]
   assert summary["step"] == NUM_STEPS
   assert (workdir / "damaged_checkpoints" / "12").is_dir()
   assert 12 in steps_on_disk(workdir)

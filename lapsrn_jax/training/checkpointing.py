@@ -21,9 +21,11 @@ folders are moved to `workdir/damaged_checkpoints/<step>` so the steps can be sa
 `load_trained` loads the best (or latest) intact one.
 """
 
+import gc
 import json
 import os
 import pathlib
+import sys
 from typing import Any
 
 import jax
@@ -79,9 +81,35 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, step: int | Non
 
 def _reason(err: BaseException) -> str:
   """One line about `err` (orbax / tensorstore errors can span hundreds of lines)."""
-  lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+  lines = [line.strip() for line in str(err).split(". See full")[0].splitlines() if line.strip()]
   text = f"{type(err).__name__}: {lines[0] if lines else ''}"
   return text if len(text) <= 160 else text[:157] + "..."
+
+
+# What orbax's abandoned reads of a damaged checkpoint report after the restore has failed.
+_ABANDONED_READ_ERRORS = ("Encountered error while reading array", "Event loop is closed")
+
+
+def _quiet_abandoned_reads() -> None:
+  """Drops the tracebacks of the reads orbax abandons when a damaged checkpoint fails to restore.
+
+  Orbax stops at the first array that fails; the reads still in flight then report through
+  `sys.unraisablehook`, one traceback (with the whole TensorStore spec) each, also after the
+  restore has raised: orbax turns the GeneratorExit of its abandoned coroutines into an
+  Exception, and TensorStore reads that finish after orbax closed its event loop cannot schedule
+  their callbacks. Installed before restoring, for the rest of the process, the hook drops exactly
+  these two messages; everything else passes on to the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_abandoned_reads", False):
+    return
+
+  def hook(unraisable):
+    if not any(text in str(unraisable.exc_value) for text in _ABANDONED_READ_ERRORS):
+      previous(unraisable)
+
+  hook.drops_abandoned_reads = True
+  sys.unraisablehook = hook
 
 
 def _first_intact(manager: ocp.CheckpointManager, steps, load) -> tuple[int, Any, list]:
@@ -91,17 +119,27 @@ def _first_intact(manager: ocp.CheckpointManager, steps, load) -> tuple[int, Any
     ValueError: none of `steps` loads (the reasons named), or there are no steps.
   """
   skipped = []
+  _quiet_abandoned_reads()
   for step in steps:
     try:
       return step, load(step), skipped
     except Exception as err:  # pylint: disable=broad-except  (orbax/tensorstore raise many kinds)
       skipped.append((step, _reason(err)))
-      logging.warning("skipped damaged checkpoint %s (%s)", pathlib.Path(manager.directory) / str(step),
-                      skipped[-1][1])
+      del err
+      gc.collect()  # closes orbax's abandoned read coroutines now, quietly
   if not skipped:
     raise FileNotFoundError(f"{manager.directory} holds no complete checkpoint")
   raise ValueError(f"no intact checkpoint in {manager.directory}: "
                    + "; ".join(f"step {s}: {r}" for s, r in skipped))
+
+
+def _warn_skipped(manager: ocp.CheckpointManager, skipped, step: int, action: str) -> None:
+  """The one-line warning naming the damaged checkpoints skipped in favour of `step`."""
+  if skipped:
+    logging.warning("skipped damaged checkpoint%s %s (%s); %s step %d",
+                    "s" if len(skipped) > 1 else "",
+                    ", ".join(str(pathlib.Path(manager.directory) / str(s)) for s, _ in skipped),
+                    "; ".join(r for _, r in skipped), action, step)
 
 
 def restore_intact(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, list[int]]:
@@ -110,8 +148,10 @@ def restore_intact(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple
   Each damaged step gets a one-line warning; the caller moves it away (`move_damaged`) before
   saving that step again. Raises ValueError when no checkpoint restores.
   """
-  _, state, skipped = _first_intact(manager, sorted(manager.all_steps(), reverse=True),
-                                    lambda step: restore(manager, abstract_state, step))
+  step, state, skipped = _first_intact(manager, sorted(manager.all_steps(), reverse=True),
+                                       lambda step: restore(manager, abstract_state, step))
+  _warn_skipped(manager, skipped, step, f"moving {'them' if len(skipped) > 1 else 'it'} to "
+                f"{DAMAGED_DIR}/ and resuming from")
   return state, [step for step, _ in skipped]
 
 
@@ -128,7 +168,6 @@ def move_damaged(manager: ocp.CheckpointManager, steps) -> None:
       while dest.exists():
         dest, n = target / f"{step}.{n}", n + 1
       os.replace(root / str(step), dest)
-      logging.warning("moved the damaged checkpoint %s to %s", root / str(step), dest)
   if steps and jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
     multihost_utils.sync_global_devices("lapsrn_jax.move_damaged")
@@ -200,11 +239,15 @@ def load_trained(workdir_or_checkpoint: str | os.PathLike, *, prefer: str = "bes
 
   try:
     if step is not None:  # an explicit checkpoint: no fallback
+      _quiet_abandoned_reads()
       try:
         restored = load(step)
       except Exception as err:  # pylint: disable=broad-except
+        reason = _reason(err)
+        del err
+        gc.collect()
         raise ValueError(f"checkpoint {workdir / CHECKPOINT_DIR / str(step)} cannot be restored "
-                         f"({_reason(err)})") from err
+                         f"({reason})") from None
     else:
       steps = sorted(manager.all_steps(), reverse=True)
       if prefer == "best":  # by validation PSNR, best first, then the unvalidated, latest first
@@ -218,8 +261,7 @@ def load_trained(workdir_or_checkpoint: str | os.PathLike, *, prefer: str = "bes
         steps = (sorted((s for s in steps if scores[s] is not None), key=scores.get, reverse=True)
                  + [s for s in steps if scores[s] is None])
       step, restored, skipped = _first_intact(manager, steps, load)
-      if skipped:
-        logging.warning("loaded checkpoint %s instead", workdir / CHECKPOINT_DIR / str(step))
+      _warn_skipped(manager, skipped, step, "loading")
   finally:
     manager.close()
   params = restored["params"]
