@@ -348,3 +348,57 @@ def test_resume_skips_a_damaged_latest_checkpoint_and_saves_its_step_again(runs,
   reference = flat_params(checkpointing.load_trained(runs.ref, prefer="latest")[1])
   for key in reference:  # in-process vs the CLI's process: equal up to float reassociation
     np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def _free_port() -> int:
+  import socket
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
+def _start_processes(workdir, logs, cache_dir, num=2):
+  port = _free_port()
+  return [subprocess.Popen([sys.executable, str(REPO / "tests" / "distributed_worker.py"), str(i),
+                            str(num), str(port), str(workdir)], cwd=REPO, env=env(cache_dir),
+                           stdout=logs[i], stderr=subprocess.STDOUT) for i in range(num)]
+
+
+def test_two_processes_train_like_one_and_resume_after_one_is_killed(runs, tmp_path):
+  """configs/debug.py on two local processes (one CPU device each, gloo collectives), process 1
+  SIGKILLed once the first checkpoint is on disk (process 0 then stops as a scheduler would stop
+  it), both restarted: the run resumes and ends with the one-process run's params."""
+  workdir, cache = tmp_path / "run", tmp_path / "jax_cache"
+  log_paths = [tmp_path / f"{name}{i}.log" for name in ("first", "restart") for i in range(2)]
+  logs = [open(p, "w") for p in log_paths]
+  procs = []
+  try:
+    procs += _start_processes(workdir, logs[:2], cache)
+    deadline = time.monotonic() + 300
+    while not steps_on_disk(workdir) and all(p.poll() is None for p in procs) \
+        and time.monotonic() < deadline:
+      time.sleep(0.01)
+    procs[1].send_signal(signal.SIGKILL)
+    procs[0].send_signal(signal.SIGKILL)
+    rcs = [p.wait(timeout=60) for p in procs]
+    steps_at_kill = steps_on_disk(workdir)
+    restart = _start_processes(workdir, logs[2:], cache)
+    procs += restart
+    restart_rcs = [p.wait(timeout=300) for p in restart]
+  finally:
+    for p in procs:  # none left running when the test fails
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+    for f in logs:
+      f.close()
+  text = [p.read_text() for p in log_paths]
+  assert rcs == [-signal.SIGKILL] * 2, [t[-3000:] for t in text[:2]]
+  assert steps_at_kill and max(steps_at_kill) < NUM_STEPS, steps_at_kill
+  assert restart_rcs == [0, 0], [t[-3000:] for t in text[2:]]
+  assert "resumed from" in text[2] and "process 0 of 2 done at step 12" in text[2]
+  assert "process 1 of 2 done at step 12" in text[3]
+  resumed = flat_params(checkpointing.load_trained(workdir, prefer="latest")[1])
+  reference = flat_params(checkpointing.load_trained(runs.ref, prefer="latest")[1])
+  for key in reference:  # 2 devices vs 1: equal up to float reassociation
+    np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-5, err_msg=key)

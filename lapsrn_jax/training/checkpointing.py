@@ -233,7 +233,8 @@ def load_trained(workdir_or_checkpoint: str | os.PathLike, *, prefer: str = "bes
 
   def load(step):
     meta = manager.item_metadata(step)[STATE]
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # whatever it was saved on
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
     return manager.restore(step, args=ocp.args.Composite(**{
         STATE: ocp.args.StandardRestore(target)}))[STATE]
 
