@@ -145,8 +145,9 @@ def _warn_skipped(manager: ocp.CheckpointManager, skipped, step: int, action: st
 def restore_intact(manager: ocp.CheckpointManager, abstract_state: Any) -> tuple[Any, list[int]]:
   """The state of the newest checkpoint that restores, and the damaged steps skipped on the way.
 
-  Each damaged step gets a one-line warning; the caller moves it away (`move_damaged`) before
-  saving that step again. Raises ValueError when no checkpoint restores.
+  The skipped steps are named in one warning line; the caller moves them away (`move_damaged`)
+  before saving those steps again. Raises ValueError (naming every step's reason) when no
+  checkpoint restores: an error common to all of them (e.g. another model) moves nothing.
   """
   step, state, skipped = _first_intact(manager, sorted(manager.all_steps(), reverse=True),
                                        lambda step: restore(manager, abstract_state, step))

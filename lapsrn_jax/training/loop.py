@@ -165,9 +165,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     ValueError: a bad config (before any work), a workdir of a different run, bad data.
     PermissionError: the workdir cannot be written.
     WorkdirInUseError: another run holds the workdir (raised at once, naming its pid and host).
-  A run that fails before its first step removes the workdir if it created it.
     FloatingPointError: the loss, gradients or params became NaN/Inf (the checkpoints on disk are
       from earlier, finite steps).
+  A run that fails before its first step removes the workdir if this call created it.
   """
   validate_config(config)
   sharding.maybe_initialize_distributed(config.train.distributed)
