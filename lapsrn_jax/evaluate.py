@@ -11,9 +11,14 @@ and average over the set. Prints a Markdown table (rows = scale x model, columns
 
     {"results": [{"model", "set", "scale", "psnr", "ssim", "num_images", "failed", "seconds",
                   "images": [{"name", "psnr", "ssim"} or {"name", "error"}]}],
-     "failed_images": <total>}
+     "failed_images": <distinct image files that failed for some model or scale>}
 
-An infinite PSNR (SR identical to HR) is written as `Infinity` (Python's `json` reads it).
+`name` is the file's stem, or its full name when several files of the set share the stem
+(`baby.png`, `baby.jpg`); saved images and JSON entries stay distinct.
+
+The JSON is strict (no `NaN` / `Infinity`): an image whose SR equals the HR on the scored pixels
+has an infinite PSNR, which is capped at `PSNR_CAP` = 100 dB (an MSE of 1e-10, far below 8-bit
+quantisation) in the JSON, the table and the set mean, so the mean stays finite.
 With `--save-images OUT` each SR image is written as an 8-bit PNG (`im2uint8`, what is scored)
 to `OUT/<set>/x<scale>/<name>.png` (`OUT/<model>/<set>/x<scale>/<name>.png` with several models).
 
@@ -25,7 +30,8 @@ Models (`--model`, comma-separated for several):
 
 Exit status: 0 when every image was scored, 1 when some images failed (they are named in the
 JSON and on stderr; the others are still scored), 2 for bad arguments (unknown model, a missing
-or empty folder). Bicubic on Set5 + Set14 + BSDS100 at x2/x4/x8 takes about 40 s on 2 CPU cores
+or empty folder, an `--output` or `--save-images` that cannot be written: checked before any
+work). Bicubic on Set5 + Set14 + BSDS100 at x2/x4/x8 takes about 40 s on 2 CPU cores
 and reproduces the published Bicubic row (e.g. Set5 x4: 28.43 / 0.811).
 """
 
@@ -47,10 +53,11 @@ from lapsrn_jax import images as images_lib
 from lapsrn_jax import metrics
 from lapsrn_jax.imresize import imresize
 
-__all__ = ["Model", "evaluate_model", "load_checkpoint_model", "load_model", "main",
-           "markdown_table", "resolve_sets"]
+__all__ = ["Model", "count_failed_images", "evaluate_model", "load_checkpoint_model", "load_model",
+           "main", "markdown_table", "resolve_sets"]
 
 Upscaler = Callable[[np.ndarray, int], np.ndarray]
+PSNR_CAP = 100.0  # dB: an infinite PSNR (exact reconstruction) is reported as this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,13 +147,13 @@ def _save_png(path: pathlib.Path, image: np.ndarray) -> None:
 
 
 def _score_one(model: Model, hr: np.ndarray, scale: int):
-  """(SR image, psnr, ssim) of one uint8 HR image (already mod-cropped) at `scale`."""
+  """(SR image, psnr capped at `PSNR_CAP`, ssim) of one uint8 HR image (mod-cropped) at `scale`."""
   lr = imresize(hr.astype(np.float64) / 255.0, 1.0 / scale)
   sr = np.asarray(model.upscale(lr, scale))
   if sr.shape != hr.shape:
     raise ValueError(f"model {model.name!r} returned shape {sr.shape}, expected {hr.shape}")
   p, s = metrics.paper_protocol(sr, hr, scale)
-  return sr, float(p), float(s)
+  return sr, min(float(p), PSNR_CAP), float(s)
 
 
 def _mean(values):
@@ -175,17 +182,17 @@ def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *
   scales = [int(s) for s in scales]
   if not scales or any(s < 1 for s in scales):
     raise ValueError(f"scales must be positive integers, got {scales}")
-  results, failed_total = [], 0
+  results = []
   for set_name, paths in sets.items():
     if isinstance(paths, (str, os.PathLike)):
       paths = images_lib.list_images(paths)
     loaded = []  # (name, uint8 image or the ImageReadError)
-    for path in paths:
-      path = pathlib.Path(path)
+    paths = [pathlib.Path(p) for p in paths]
+    for path, name in zip(paths, _image_names(paths)):
       try:
-        loaded.append((path.stem, images_lib.read_image(path)))
+        loaded.append((name, images_lib.read_image(path)))
       except images_lib.ImageReadError as e:
-        loaded.append((path.stem, e))
+        loaded.append((name, e))
     for scale in scales:
       start = time.perf_counter()
       entries, psnrs, ssims = [], [], []
@@ -210,12 +217,23 @@ def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *
             folder = folder / image_subdir
           _save_png(folder / set_name / f"x{scale}" / f"{name}.png", sr)
       failed = len(entries) - len(psnrs)
-      failed_total += failed
       results.append({"model": model.name, "set": set_name, "scale": scale,
                       "psnr": _mean(psnrs), "ssim": _mean(ssims), "num_images": len(psnrs),
                       "failed": failed, "seconds": round(time.perf_counter() - start, 3),
                       "images": entries})
-  return {"results": results, "failed_images": failed_total}
+  return {"results": results, "failed_images": count_failed_images(results)}
+
+
+def _image_names(paths: Sequence[pathlib.Path]) -> list[str]:
+  """Each file's stem, or its full name where several files of the set share the stem (e.g.
+  `baby.png` and `baby.jpg`), so that names in the JSON and saved PNGs stay distinct."""
+  stems = [p.stem for p in paths]
+  return [p.name if stems.count(p.stem) > 1 else p.stem for p in paths]
+
+
+def count_failed_images(results: Sequence[Mapping]) -> int:
+  """The number of distinct image files (set, name) that failed for any model or scale."""
+  return len({(r["set"], im["name"]) for r in results for im in r["images"] if "error" in im})
 
 
 def _cell(entry) -> str:
@@ -286,23 +304,28 @@ def main(argv=None) -> int:
   """The CLI; returns the exit status (0 ok, 1 some images failed, 2 bad arguments)."""
   args = _parse_args(argv)
   try:
+    if args.output:  # before any work: an unwritable output is found now, not after the run
+      images_lib.check_writable(args.output, "--output", folder=False)
+    if args.save_images:
+      images_lib.check_writable(args.save_images, "--save-images", folder=True)
     sets = resolve_sets(data_dir=args.data_dir, set_names=args.sets, hr_dirs=args.hr_dir)
     models = [load_model(spec, weights_dir=args.weights_dir) for spec in args.model]
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  results, failed = [], 0
+  results = []
   for model in models:
     out = evaluate_model(model, sets, args.scales, save_dir=args.save_images,
                          progress=not args.no_progress,
                          image_subdir=_safe_name(model.name) if len(models) > 1 else None)
     results += out["results"]
-    failed += out["failed_images"]
+  failed = count_failed_images(results)  # a broken file counts once, whatever the models/scales
   print(markdown_table(results))
   if args.output:
     output = pathlib.Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"results": results, "failed_images": failed}, indent=1))
+    output.write_text(json.dumps({"results": results, "failed_images": failed}, indent=1,
+                                 allow_nan=False))
   if failed:
     print(f"error: {failed} image(s) could not be scored (see above"
           f"{' and ' + args.output if args.output else ''})", file=sys.stderr)

@@ -12,14 +12,20 @@
 
 The EXIF orientation tag is ignored (pixels as stored, like MATLAB's `imread`); animated or
 multi-page files give their first frame.
+
+`check_writable(path, what)` checks an output location before any work (the CLIs' `--output`,
+`--save-images`).
 """
 
+import os
 import pathlib
+import tempfile
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "list_images", "mod_crop", "read_image"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "check_writable", "list_images", "mod_crop",
+           "read_image"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -100,3 +106,35 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
   if h2 == 0 or w2 == 0:
     raise ValueError(f"image of {h}x{w} pixels is smaller than the scale {scale}")
   return img[:h2, :w2]
+
+
+def check_writable(path, what: str, *, folder: bool) -> pathlib.Path:
+  """Checks, creating nothing, that `path` can later be created and written: a folder
+  (`folder=True`) or a file (not an existing folder), below a writable existing ancestor.
+
+  Args:
+    what: the option named in the error, e.g. "--output".
+
+  Raises:
+    ValueError: one line naming `what`, the path and the reason.
+  """
+  path = pathlib.Path(os.path.expanduser(str(path))).absolute()
+  if path.exists():
+    if folder and not path.is_dir():
+      raise ValueError(f"{what} {str(path)!r} exists and is not a folder")
+    if not folder and path.is_dir():
+      raise ValueError(f"{what} {str(path)!r} is a folder, not a file")
+  ancestor = path if folder and path.is_dir() else path.parent
+  while not ancestor.exists():
+    ancestor = ancestor.parent
+  if not ancestor.is_dir():
+    raise ValueError(f"{what} {str(path)!r} cannot be created: {str(ancestor)!r} is a file")
+  try:
+    with tempfile.NamedTemporaryFile(dir=ancestor, prefix=".write_test"):
+      pass
+    if path.is_file() and not os.access(path, os.W_OK):
+      raise PermissionError("the file is read-only")
+  except OSError as err:
+    raise ValueError(f"{what} {str(path)!r} cannot be written ({str(ancestor)!r}: "
+                     f"{err.strerror or err})") from None
+  return path

@@ -1,7 +1,7 @@
 """Super-resolve whole images: the network on Y, bicubic Cb/Cr (as the official `SR_MSLapSRN.m`).
 
 `super_resolve(model, params, image, scale)` takes RGB `[H, W, 3]` or gray `[H, W]` images, uint8
-or float in [0, 1], of any size >= 1x1, and returns the `scale`x image in the input dtype.
+or float in [0, 1] (others raise ValueError), of any size >= 1x1, and returns the `scale`x image in the input dtype.
 `downscale(hr, scale)` makes the evaluation protocol's LR input (MATLAB bicubic, float64).
 
 Compilations: every model compiles once per size bucket (`bucket_size`), with outputs equal to
@@ -25,6 +25,8 @@ from lapsrn_jax.models import CMSLapSRN, LapSRN
 # and 64 channels), least recently used dropped first.
 FACTOR_CACHE_SIZE = 4
 _factor_cache: collections.OrderedDict = collections.OrderedDict()
+# Float inputs may leave [0, 1] by this much (bicubic overshoot of an LR image; at most ~0.3).
+FLOAT_TOLERANCE = 0.5
 
 
 def bucket_size(n: int) -> int:
@@ -128,7 +130,9 @@ def super_resolve(model, params, image, scale: int) -> np.ndarray:
   Args:
     model, params: e.g. from `lapsrn_jax.weights.load_official` or `create_model` + training.
     image: `[H, W, 3]` RGB or `[H, W]` / `[H, W, 1]` gray; uint8, or float in [0, 1] (not
-      clipped on input: bicubic LR inputs may overshoot slightly); H, W >= 1.
+      clipped on input: bicubic LR inputs may overshoot slightly, so values within
+      `FLOAT_TOLERANCE` of [0, 1] are accepted; others raise ValueError, e.g. a float image in
+      0..255: divide it by 255); H, W >= 1.
     scale: integer >= 2. Powers of two run the network directly; other scales run the next power
       of two and resize the result with bicubic `imresize` (as the official `SR_MSLapSRN.m`).
 
@@ -143,6 +147,11 @@ def super_resolve(model, params, image, scale: int) -> np.ndarray:
     x = image.astype(np.float64)
     if not np.all(np.isfinite(x)):
       raise ValueError("image has NaN or infinite values")
+    low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if low < -FLOAT_TOLERANCE or high > 1.0 + FLOAT_TOLERANCE:
+      hint = " (0..255 values? divide by 255, or pass uint8)" if high > 2.0 else ""
+      raise ValueError(f"float images must be in [0, 1], got values in [{low:.4g}, {high:.4g}]"
+                       f"{hint}")
   else:
     raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
   if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3))):

@@ -13,7 +13,8 @@ float; the output keeps the input's bit depth and channels.
 Outputs: `OUTPUT/<stem>_x<scale>.png` (a 16-bit input gives a 16-bit PNG). An input file is never
 overwritten, even with `--overwrite` (the image is reported as failed). An existing output is
 kept and the image skipped, unless `--overwrite` (so an interrupted run can be resumed). Two
-inputs that would write the same output: the second is reported as failed.
+inputs that would write the same output: the second is reported as failed (unless the first
+failed: then the second writes it).
 
 Tiles: windows of `--tile` LR pixels (default 256) overlapping by `--overlap` pixels on each side,
 by default the model's receptive radius (`tiling.receptive_radius`, e.g. 43 / 63 / 73 for
@@ -26,7 +27,8 @@ flips of every window (8x the time). Host memory holds the whole image in float 
 per output pixel for colour images); device memory is that of the network on one window.
 
 Exit status: 0 when every image was written or skipped, 1 when some failed (each is named on
-stderr; the others are still processed), 2 for bad arguments (a missing input, an unknown model).
+stderr; the others are still processed), 2 for bad arguments (a missing input, an unknown model,
+an `--output` folder that cannot be created or written: checked before any work).
 """
 
 import argparse
@@ -41,7 +43,7 @@ from tqdm import tqdm
 from lapsrn_jax import tiling
 from lapsrn_jax import upscale_io
 from lapsrn_jax.color import rgb_to_ycbcr, ycbcr_to_rgb
-from lapsrn_jax.images import IMAGE_EXTENSIONS, list_images
+from lapsrn_jax.images import IMAGE_EXTENSIONS, check_writable, list_images
 from lapsrn_jax.imresize import imresize
 
 __all__ = ["Report", "load_model", "make_window_fn", "main", "output_path", "upscale_files",
@@ -201,8 +203,8 @@ def upscale_files(window_fn: WindowFn, inputs: Sequence, output_dir, scale: int,
       report.failed.append((path, reason))
       print(f"error: {path}: {reason}", file=log)
       continue
-    claimed[key] = path
     if target.exists() and not overwrite:
+      claimed[key] = path
       report.skipped.append((path, f"{target} exists (--overwrite replaces it)"))
       continue
     try:
@@ -218,6 +220,7 @@ def upscale_files(window_fn: WindowFn, inputs: Sequence, output_dir, scale: int,
       report.failed.append((path, message))
       print(f"error: {path}: {message}", file=log)
       continue
+    claimed[key] = path  # only now: a failed input does not block another of the same stem
     report.written.append(target)
   return report
 
@@ -258,8 +261,7 @@ def main(argv=None) -> int:
   """The CLI; returns the exit status (0 ok, 1 some images failed, 2 bad arguments)."""
   args = _parse_args(argv)
   try:
-    if pathlib.Path(args.output).exists() and not pathlib.Path(args.output).is_dir():
-      raise ValueError(f"--output {args.output!r} exists and is not a folder")
+    check_writable(args.output, "--output", folder=True)  # before any work
     inputs = expand_inputs(args.inputs)
     model, params = load_model(args.model, weights_dir=args.weights_dir)
     overlap = tiling.receptive_radius(model, args.scale) if args.overlap is None else args.overlap

@@ -188,3 +188,52 @@ def test_large_set_bicubic_matches_the_poster(data_dir, name):
     psnr, ssim = POSTER_BICUBIC[(entry["set"], entry["scale"])]
     assert abs(entry["psnr"] - psnr) <= 0.005 + 1e-4, entry["psnr"]
     assert abs(entry["ssim"] - ssim) <= 0.0005, entry["ssim"]
+
+
+def test_an_exact_reconstruction_is_capped_in_strict_json(tmp_path):
+  """A flat image: bicubic reproduces it exactly (infinite PSNR), written as PSNR_CAP, not Infinity."""
+  folder = tmp_path / "flat"
+  folder.mkdir()
+  Image.fromarray(np.full((16, 16), 120, np.uint8)).save(folder / "flat.png")
+  assert evaluate.main(["--model", "bicubic", "--hr-dir", str(folder), "--scales", "2",
+                        "--output", str(tmp_path / "r.json"), "--no-progress"]) == 0
+
+  def reject(constant):
+    raise ValueError(f"non-standard JSON constant {constant}")
+
+  data = json.loads((tmp_path / "r.json").read_text(), parse_constant=reject)
+  entry = data["results"][0]
+  assert entry["images"][0]["psnr"] == entry["psnr"] == evaluate.PSNR_CAP == 100.0
+
+
+@pytest.mark.parametrize("option", ["--output", "--save-images"])
+def test_unwritable_outputs_are_usage_errors_before_any_work(tiny_set, tmp_path, capsys, option):
+  (tmp_path / "a_file").write_text("")
+  target = tmp_path / "a_file" / "out"  # below a file: can never be created
+  assert evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), option, str(target),
+                        "--no-progress"]) == 2
+  out, err = capsys.readouterr()
+  assert out == "" and len(err.strip().splitlines()) == 1  # no table: nothing was scored
+  assert option in err and "a_file" in err
+
+
+def test_files_sharing_a_stem_keep_distinct_names_and_images(tiny_set, tmp_path):
+  Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tiny_set / "rgb.jpg")  # next to rgb.png
+  assert evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), "--scales", "2",
+                        "--output", str(tmp_path / "r.json"), "--save-images",
+                        str(tmp_path / "out"), "--no-progress"]) == 0
+  names = [im["name"] for im in json.loads((tmp_path / "r.json").read_text())["results"][0]["images"]]
+  assert names == ["gray", "rgb.jpg", "rgb.png"]
+  assert sorted(p.name for p in (tmp_path / "out" / "tiny" / "x2").iterdir()) == [
+      "gray.png", "rgb.jpg.png", "rgb.png.png"]
+
+
+def test_a_broken_file_counts_once_whatever_the_models_and_scales(tiny_set, tmp_path, monkeypatch):
+  monkeypatch.setattr(evaluate, "load_model",
+                      lambda spec, weights_dir=None: evaluate.Model(spec, evaluate.bicubic))
+  (tiny_set / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+  assert evaluate.main(["--model", "one,two", "--hr-dir", str(tiny_set), "--scales", "2,4",
+                        "--output", str(tmp_path / "r.json"), "--no-progress"]) == 1
+  data = json.loads((tmp_path / "r.json").read_text())
+  assert len(data["results"]) == 4 and all(r["failed"] == 1 for r in data["results"])
+  assert data["failed_images"] == 1

@@ -112,6 +112,17 @@ def test_bad_inputs_raise(tiny_ms):
     downscale(np.zeros((5, 4)), 2)
 
 
+def test_float_images_outside_0_1_raise_with_a_hint(tiny_ms):
+  """A float32 image in 0..255 would come back white; bicubic overshoot of [0, 1] is accepted."""
+  model, params = tiny_ms
+  with pytest.raises(ValueError, match=r"in \[0, 1\].*divide by 255"):
+    super_resolve(model, params, np.full((4, 4, 3), 200.0, np.float32), 2)
+  with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+    super_resolve(model, params, np.full((4, 4), -0.8), 2)
+  overshoot = np.linspace(-0.05, 1.05, 16).reshape(4, 4)
+  assert super_resolve(model, params, overshoot, 2).shape == (8, 8)
+
+
 # ---- compilation reuse: size buckets (LapSRN / MS-LapSRN), cached factors (CMS-LapSRN) ----
 
 def test_bucket_size_rounds_up_to_few_sizes():

@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lapsrn_jax.models import MSLapSRN
 from lapsrn_jax.training import checkpointing, loop, metric_writer, sharding
@@ -165,6 +166,18 @@ def test_checkpoints_of_older_versions_with_a_grain_data_item_still_restore(tmp_
   np.testing.assert_array_equal(restored["w"], state["w"])
 
 
+def test_running_a_finished_run_again_reports_its_last_validation(runs):
+  """What re-running the Colab notebook does: the summary has the validation metrics."""
+  before = (runs.ref / "metrics.jsonl").read_text()
+  summary = loop.train_and_evaluate(debug_config(), runs.ref)
+  assert (runs.ref / "metrics.jsonl").read_text() == before  # no step, nothing written
+  last = [r for r in metric_writer.read_metrics(runs.ref) if "val/psnr" in r][-1]
+  assert summary["step"] == NUM_STEPS == last["step"]
+  for s in (2, 4):
+    assert summary[f"val/psnr_x{s}"] == last[f"val/psnr_x{s}"]
+    assert summary[f"val/bicubic_psnr_x{s}"] == last[f"val/bicubic_psnr_x{s}"]
+
+
 def test_resuming_with_a_different_model_is_refused(runs):
   config = debug_config()
   config.model.overrides.features = 16
@@ -203,12 +216,28 @@ def test_bad_config_fails_before_creating_the_workdir(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
-def test_empty_data_folder_is_a_clear_error(tmp_path):
+def test_empty_data_folder_is_a_clear_error_and_leaves_no_workdir(tmp_path):
   (tmp_path / "empty").mkdir()
   config = debug_config()
   config.data.train = f"folder:{tmp_path / 'empty'}"
   with pytest.raises(ValueError, match="empty"):
     loop.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()  # no half-made workdir left behind
+
+
+def test_a_second_run_on_a_locked_workdir_stops_at_once_naming_the_first(tmp_path):
+  first = loop.WorkdirLock(tmp_path)  # what a running train_and_evaluate holds
+  try:
+    start = time.monotonic()
+    with pytest.raises(loop.WorkdirInUseError, match=f"in use by another training run \\(pid "
+                       f"{os.getpid()} on host "):
+      loop.train_and_evaluate(debug_config(), tmp_path)
+    assert time.monotonic() - start < 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", ".lock.owner"]  # nothing written
+  finally:
+    first.release()
+  second = loop.WorkdirLock(tmp_path)  # released: the next run gets it
+  second.release()
 
 
 def test_unwritable_workdir_is_a_clear_error(tmp_path):
@@ -217,12 +246,27 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path):
     loop.train_and_evaluate(debug_config(), tmp_path / "a_file" / "run")
 
 
-def test_cli_rejects_unknown_config_keys(tmp_path):
-  proc = subprocess.run(cli(tmp_path / "run", "--config.train.num_stpes=5"), cwd=REPO, env=env(),
-                        capture_output=True, text=True, timeout=120)
-  assert proc.returncode != 0
-  assert "num_stpes" in proc.stderr
+def test_cli_errors_are_one_line_with_the_documented_exit_status(tmp_path):
+  """Unknown config key, non-finite value: exit 2 before any work; a locked workdir: exit 3,
+  naming the holder; --debug shows the traceback."""
+  def run(workdir, *args):
+    proc = subprocess.run(cli(workdir, *args), cwd=REPO, env=env(), capture_output=True,
+                          text=True, timeout=120)
+    return proc.returncode, proc.stderr.strip().splitlines()
+
+  rc, err = run(tmp_path / "run", "--config.train.num_stpes=5")
+  assert rc == 2 and len(err) == 1 and "num_stpes" in err[0], err
+  rc, err = run(tmp_path / "run", "--config.optim.learning_rate=inf")
+  assert rc == 2 and err[-1].startswith("error:") and "finite" in err[-1], err
   assert not (tmp_path / "run").exists()
+  rc, err = run(tmp_path / "run", "--config.train.num_stpes=5", "--debug")
+  assert rc != 0 and "Traceback" in err[0]
+  holder = loop.WorkdirLock(tmp_path)
+  try:
+    rc, err = run(tmp_path)
+  finally:
+    holder.release()
+  assert rc == 3 and err[-1].startswith("error:") and f"pid {os.getpid()}" in err[-1], err
 
 
 def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_path, runs):
@@ -247,3 +291,114 @@ def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_pa
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   val_steps = [r["step"] for r in records if "val/psnr_x2" in r]
   assert val_steps[:2] == [0, 1] and val_steps[-1] == NUM_STEPS
+
+
+def _damage(checkpoint):
+  """Truncates every array data file of `checkpoint` (what a full disk or a bad copy leaves)."""
+  files = [p for p in (checkpoint / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+  assert files
+  for path in files:
+    with open(path, "r+b") as f:
+      f.truncate(10)
+
+
+def test_a_damaged_latest_checkpoint_is_skipped_when_loading(runs, tmp_path, capsys, caplog):
+  """Model loading falls back to the newest intact checkpoint with a one-line warning; a damaged
+  checkpoint named explicitly is a one-line usage error (exit status 2) of evaluate and upscale."""
+  import shutil
+  from lapsrn_jax import evaluate, upscale
+  workdir = tmp_path / "run"
+  shutil.copytree(runs.ref, workdir)
+  assert 8 in steps_on_disk(workdir) and max(steps_on_disk(workdir)) == 12
+  _damage(workdir / "checkpoints" / "12")
+  with caplog.at_level("WARNING"):
+    _, params = checkpointing.load_trained(workdir, prefer="latest")
+    assert evaluate.load_model(str(workdir)).name == "ours:run"
+  warnings = [r.getMessage() for r in caplog.records if "skipped damaged" in r.getMessage()]
+  assert warnings and all("checkpoints/12 (" in w and "step 8" in w and "\n" not in w for w in warnings)
+  expected = flat_params(checkpointing.load_trained(runs.ref / "checkpoints" / "8")[1])
+  params = flat_params(params)
+  assert all(np.array_equal(params[k], expected[k]) for k in expected)
+  damaged = str(workdir / "checkpoints" / "12")
+  (tmp_path / "hr").mkdir()
+  Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "hr" / "flat.png")
+  assert evaluate.main(["--model", damaged, "--hr-dir", str(tmp_path / "hr"), "--no-progress"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "cannot be restored" in err[0], err
+  assert upscale.main([str(tmp_path / "hr" / "flat.png"), "--scale", "2", "--output", str(tmp_path / "o"),
+                       "--model", damaged]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "cannot be restored" in err[0], err
+
+
+def test_resume_skips_a_damaged_latest_checkpoint_and_saves_its_step_again(runs, tmp_path,
+                                                                          caplog):
+  import shutil
+  workdir = tmp_path / "run"
+  shutil.copytree(runs.ref, workdir)
+  _damage(workdir / "checkpoints" / "12")
+  with caplog.at_level("WARNING"):
+    summary = loop.train_and_evaluate(debug_config(), workdir)
+  warnings = [r.getMessage() for r in caplog.records if "skipped damaged" in r.getMessage()]
+  assert len(warnings) == 1 and "checkpoints/12 (" in warnings[0] and "from step 8" in warnings[0]
+  assert summary["step"] == NUM_STEPS
+  assert (workdir / "damaged_checkpoints" / "12").is_dir()
+  assert 12 in steps_on_disk(workdir)
+  resumed = flat_params(checkpointing.load_trained(workdir, prefer="latest")[1])
+  reference = flat_params(checkpointing.load_trained(runs.ref, prefer="latest")[1])
+  for key in reference:  # in-process vs the CLI's process: equal up to float reassociation
+    np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def _free_port() -> int:
+  import socket
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
+def _start_processes(workdir, logs, cache_dir, num=2):
+  port = _free_port()
+  return [subprocess.Popen([sys.executable, str(REPO / "tests" / "distributed_worker.py"), str(i),
+                            str(num), str(port), str(workdir)], cwd=REPO, env=env(cache_dir),
+                           stdout=logs[i], stderr=subprocess.STDOUT) for i in range(num)]
+
+
+def test_two_processes_train_like_one_and_resume_after_one_is_killed(runs, tmp_path):
+  """configs/debug.py on two local processes (one CPU device each, gloo collectives), process 1
+  SIGKILLed once the first checkpoint is on disk (process 0 then stops as a scheduler would stop
+  it), both restarted: the run resumes and ends with the one-process run's params."""
+  workdir, cache = tmp_path / "run", tmp_path / "jax_cache"
+  log_paths = [tmp_path / f"{name}{i}.log" for name in ("first", "restart") for i in range(2)]
+  logs = [open(p, "w") for p in log_paths]
+  procs = []
+  try:
+    procs += _start_processes(workdir, logs[:2], cache)
+    deadline = time.monotonic() + 300
+    while not steps_on_disk(workdir) and all(p.poll() is None for p in procs) \
+        and time.monotonic() < deadline:
+      time.sleep(0.01)
+    procs[1].send_signal(signal.SIGKILL)
+    procs[0].send_signal(signal.SIGKILL)
+    rcs = [p.wait(timeout=60) for p in procs]
+    steps_at_kill = steps_on_disk(workdir)
+    restart = _start_processes(workdir, logs[2:], cache)
+    procs += restart
+    restart_rcs = [p.wait(timeout=300) for p in restart]
+  finally:
+    for p in procs:  # none left running when the test fails
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+    for f in logs:
+      f.close()
+  text = [p.read_text() for p in log_paths]
+  assert rcs == [-signal.SIGKILL] * 2, [t[-3000:] for t in text[:2]]
+  assert steps_at_kill and max(steps_at_kill) < NUM_STEPS, steps_at_kill
+  assert restart_rcs == [0, 0], [t[-3000:] for t in text[2:]]
+  assert "resumed from" in text[2] and "process 0 of 2 done at step 12" in text[2]
+  assert "process 1 of 2 done at step 12" in text[3]
+  resumed = flat_params(checkpointing.load_trained(workdir, prefer="latest")[1])
+  reference = flat_params(checkpointing.load_trained(runs.ref, prefer="latest")[1])
+  for key in reference:  # 2 devices vs 1: equal up to float reassociation
+    np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-5, err_msg=key)

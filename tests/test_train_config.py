@@ -99,6 +99,9 @@ def _with(**fields) -> ml_collections.ConfigDict:
     ({"eval__scales": (2, 16)}, "eval.scales"),
     ({"checkpoint__keep": 0}, "checkpoint.keep"),
     ({"data__train": ""}, "data.train"),
+    ({"optim__learning_rate": float("inf")}, "optim.learning_rate must be a finite number"),
+    ({"optim__weight_decay": float("nan")}, "optim.weight_decay must be a finite number"),
+    ({"train__max_seconds": float("inf")}, "train.max_seconds must be a finite number"),
 ])
 def test_bad_values_are_rejected_with_the_field_named(fields, message):
   with pytest.raises(ValueError, match=message):

@@ -310,3 +310,28 @@ def test_cli_with_official_weights_upscales_a_real_crop(tmp_path, weights_dir, d
 
   assert sr.shape == (48, 48, 3)
   assert psnr(sr) > psnr(bicubic) + 0.5
+
+
+def test_cli_checks_the_output_folder_before_loading_the_model(tmp_path, capsys, monkeypatch):
+  def no_work(*args, **kwargs):
+    raise AssertionError("the model was loaded although the output cannot be written")
+
+  monkeypatch.setattr(upscale, "load_model", no_work)
+  _save(tmp_path / "a.png", _image(4, 4, 3))
+  (tmp_path / "a_file").write_text("")
+  readonly = [pathlib.Path("/proc") / "lapsrn_out"] if pathlib.Path("/proc/self").is_dir() else []
+  for output in [tmp_path / "a_file" / "out", *readonly]:  # below a file; a read-only file system
+    assert upscale.main([str(tmp_path / "a.png"), "--scale", "2", "--output", str(output)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--output" in err[0], err
+
+
+def test_an_unreadable_input_does_not_block_a_good_one_of_the_same_stem(tmp_path, tiny_cli, capsys):
+  src = tmp_path / "in"
+  src.mkdir()
+  (src / "a.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")  # listed (and processed) first
+  _save(src / "a.png", _image(6, 6, 3))
+  assert tiny_cli(src, "--scale", "2", "--output", tmp_path / "out") == 1
+  err = capsys.readouterr().err
+  assert "a.jpg" in err and "also the output of" not in err
+  assert upscale_io.read_pixels(tmp_path / "out" / "a_x2.png").shape == (12, 12, 3)

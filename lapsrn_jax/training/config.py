@@ -184,13 +184,18 @@ def _scales(value, name: str) -> None:
 def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
   """Raises `ValueError` naming the field for any bad value; cheap (touches no data or devices).
 
-  Checks: scales, patch size divisible by max scale, batch large enough for one image per scale
+  Checks: every float of train, optim, upsampler_fit, eval, checkpoint and data is finite
+  (model overrides may be infinite: `fixed_rho=inf`), scales, patch size divisible by max scale, batch large enough for one image per scale
   and divisible by `num_devices`, a known model that has enough pyramid levels, a known optimiser,
   positive step counts and learning rates, data specs present, eval crop divisible by the scales.
   """
   from lapsrn_jax.models import create_model  # deferred: models import jax/flax
 
   t, o, e, k = config.train, config.optim, config.eval, config.checkpoint
+  for section in ("train", "optim", "upsampler_fit", "eval", "checkpoint", "data"):
+    for key, value in config[section].items():  # NaN passes `< 0` checks, inf passes `> 0`
+      if isinstance(value, float) and not math.isfinite(value):
+        _fail(f"{section}.{key} must be a finite number, got {value}")
   _scales(t.scales, "train.scales")
   for name in ("num_steps", "batch_size", "patch_size", "log_every"):
     _positive_int(t[name], f"train.{name}")

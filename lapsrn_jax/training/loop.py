@@ -1,15 +1,19 @@
 """`train_and_evaluate(config, workdir)`: the training loop behind `python -m lapsrn_jax.train`.
 
 A library function (notebooks call it too). It validates the config and the workdir before any work,
-resumes from the latest checkpoint in `workdir` when there is one, and otherwise starts from the
+resumes from the latest intact checkpoint in `workdir` when there is one (a damaged newer one is
+skipped with a warning and moved to `workdir/damaged_checkpoints/`), and otherwise starts from the
 initial params (`config.init_from`). Each step: this host's share of the global batch (grain) ->
 padded, sharded global arrays -> the jitted step; the loss, gradients and new params are checked to
 be finite (otherwise the run stops with `FloatingPointError`, keeping the last good checkpoint).
 Metrics go to tqdm, `workdir/metrics.jsonl` and TensorBoard (`workdir/tensorboard`).
 """
 
+import json
 import os
 import pathlib
+import shutil
+import socket
 import tempfile
 import time
 
@@ -29,18 +33,77 @@ _RESUME_FIELDS = ("seed", "model", "data.train", "data.scale_augmentation",
                   "optim.name")
 
 
+def _first_missing(path: pathlib.Path) -> pathlib.Path | None:
+  """The top-most folder of `path` (itself or an ancestor) that does not exist yet, or None."""
+  missing = None
+  for folder in (path, *path.parents):
+    if folder.exists():
+      break
+    missing = folder
+  return missing
+
+
 def prepare_workdir(workdir) -> pathlib.Path:
-  """Creates `workdir` and checks that files can be written there; clear errors otherwise."""
+  """Creates `workdir` and checks that files can be written there; clear errors otherwise (and
+  no folder left behind by a failed attempt)."""
   if not workdir:
     raise ValueError("a workdir is required (--workdir DIR)")
   path = pathlib.Path(os.path.expanduser(str(workdir))).absolute()
+  created = _first_missing(path)
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test"):
       pass
   except OSError as err:
+    if created is not None:
+      shutil.rmtree(created, ignore_errors=True)
     raise PermissionError(f"workdir {path} cannot be created or written: {err}") from err
   return path
+
+
+class WorkdirInUseError(RuntimeError):
+  """Another training run holds the workdir's lock."""
+
+
+class WorkdirLock:
+  """This process's lock on a workdir: `workdir/.lock` (`.lock.<i>` for process i > 0), an OS file
+  lock (`filelock`) that the OS releases when the process ends, even by SIGKILL. The holder (pid,
+  host, start time) is recorded in `<lock>.owner` so that a second run can name it.
+
+  Raises:
+    WorkdirInUseError: at once (no waiting) when another process holds the lock.
+  """
+
+  def __init__(self, workdir: pathlib.Path):
+    import filelock  # pylint: disable=import-outside-toplevel
+
+    index = jax.process_index()
+    self.path = pathlib.Path(workdir) / (".lock" if index == 0 else f".lock.{index}")
+    self.owner = self.path.with_name(self.path.name + ".owner")
+    self._lock = filelock.FileLock(self.path, timeout=0)
+    try:
+      self._lock.acquire()
+    except filelock.Timeout:
+      raise WorkdirInUseError(
+          f"workdir {workdir} is in use by another training run ({self._holder()}); wait for it "
+          "to end or use another --workdir") from None
+    self.owner.write_text(json.dumps({
+        "pid": os.getpid(), "host": socket.gethostname(), "process_index": index,
+        "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}))
+
+  def _holder(self) -> str:
+    try:
+      owner = json.loads(self.owner.read_text())
+      return f"pid {owner['pid']} on host {owner['host']}, since {owner['since']}"
+    except (OSError, ValueError, KeyError):
+      return f"holder not recorded in {self.owner}"
+
+  def release(self) -> None:
+    self.owner.unlink(missing_ok=True)  # before the lock: a next holder's record stays
+    try:
+      self._lock.release()
+    except OSError:  # the workdir was removed (a failed fresh run): the OS lock is gone with it
+      pass
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str):
@@ -95,20 +158,40 @@ class _Averager:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
   """Trains `config` in `workdir` (resuming when it holds a checkpoint) and returns the last
-  validation metrics (`"val/psnr_x2"`, ..., `"val/bicubic_psnr_x2"`, ...) plus `"step"`.
+  validation metrics (`"val/psnr_x2"`, ..., `"val/bicubic_psnr_x2"`, ...) plus `"step"`; a run
+  that is already finished returns its last validation, read back from `metrics.jsonl`.
 
   Raises:
     ValueError: a bad config (before any work), a workdir of a different run, bad data.
     PermissionError: the workdir cannot be written.
+    WorkdirInUseError: another run holds the workdir (raised at once, naming its pid and host).
     FloatingPointError: the loss, gradients or params became NaN/Inf (the checkpoints on disk are
       from earlier, finite steps).
+  A run that fails before its first step removes the workdir if this call created it.
   """
+  validate_config(config)
+  sharding.maybe_initialize_distributed(config.train.distributed)
+  path = pathlib.Path(os.path.expanduser(str(workdir or ""))).absolute()
+  created = _first_missing(path) if workdir else None
+  workdir = prepare_workdir(workdir)
+  lock = WorkdirLock(workdir)  # before anything is written; a second run stops here
+  started = []
+  try:
+    return _train(config, workdir, started)
+  except BaseException:
+    if created is not None and not started:  # failed before training: no half-made workdir
+      shutil.rmtree(created, ignore_errors=True)
+    raise
+  finally:
+    lock.release()
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: list) -> dict:
+  """The body of `train_and_evaluate` in a prepared, locked workdir; appends to `started` when
+  the training loop begins."""
   from lapsrn_jax.data import pipeline  # deferred: keeps `import lapsrn_jax.train` light
   from lapsrn_jax.models import create_model
 
-  validate_config(config)
-  workdir = prepare_workdir(workdir)
-  sharding.maybe_initialize_distributed(config.train.distributed)
   mesh = sharding.make_mesh()
   validate_config(config, num_devices=mesh.size)
   t, e = config.train, config.eval
@@ -137,7 +220,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     abstract = jax.eval_shape(lambda: make_state(initialization.initial_params(
         model, ml_collections.ConfigDict({**config.to_dict(), "init_from": ""}),
         jax.random.key(0))))
-    state = checkpointing.restore(manager, checkpointing.abstract_like(abstract, repl))
+    state, damaged = checkpointing.restore_intact(manager,
+                                                  checkpointing.abstract_like(abstract, repl))
+    checkpointing.move_damaged(manager, damaged)  # so that their steps can be saved again
     logging.info("resumed from %s at step %d", manager.directory, int(state.step))
   checkpointing.write_config(workdir, config)
   step = int(state.step)
@@ -155,6 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
              disable=not t.progress_bar or jax.process_index() != 0)
   averager, last_val = _Averager(), {}
   start = time.monotonic()
+  started.append(step)
   try:
     if e.at_start and step == 0:
       last_val = validator(state.params)
@@ -202,4 +288,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     manager.wait_until_finished()
     manager.close()
     writer.close()
+  if not last_val:  # nothing validated now (e.g. a finished run run again): the last record
+    last_val = _last_validation(workdir, step)
   return {"step": step, **last_val}
+
+
+def _last_validation(workdir: pathlib.Path, step: int) -> dict:
+  """The val/* metrics of the last validation at or before `step` in `metrics.jsonl`, if any."""
+  try:
+    records = metric_writer.read_metrics(workdir)
+  except (OSError, ValueError):
+    return {}
+  val = [r for r in records if "val/psnr" in r and r["step"] <= step]
+  return {k: v for k, v in val[-1].items() if k.startswith("val/")} if val else {}
