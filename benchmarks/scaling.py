@@ -240,7 +240,8 @@ def main(argv=None) -> int:
   parser.add_argument("--quick", action="store_true", help="LR 32/64/128/256 only")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--target-s", type=float, default=3.0)
-  parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR", "../shared/weights"))
+  parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR"),
+                      help="folder of MSLapSRN_D5R8.mat (default $LAPSRN_WEIGHTS_DIR)")
   parser.add_argument("--out", default=os.path.join(HERE, "out"))
   parser.add_argument("--figure", default=None, help="PNG path (default <out>/scaling.png)")
   args = parser.parse_args(argv)
@@ -249,6 +250,8 @@ def main(argv=None) -> int:
     fn = _jax_worker if spec["framework"] == "jax" else _torch_worker
     print("RESULT " + json.dumps({**spec, **fn(spec)}), flush=True)
     return 0
+  if not args.weights:
+    parser.error("needs the official weights: pass --weights or set LAPSRN_WEIGHTS_DIR")
 
   info = {"start": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
           **machine_info()}

@@ -1,9 +1,9 @@
 """MS-LapSRN (D5R2/D5R5/D5R8) in PyTorch: an independent reference for lapsrn-jax.
 
-Written from the design note (method.md Part A.2) and the official weight files
-(weights/README.md, STRUCTURE.txt), not from the JAX code, so that agreement between the two
-is evidence that both read the MatConvNet graph correctly. Used by the benchmarks as the
-PyTorch baseline.
+Written from the MatConvNet graph as docs/architecture.md describes it and from the parameter
+names and shapes stored in the official `.mat` files, not from the JAX code, so that agreement
+between the two is evidence that both read the MatConvNet graph correctly. Used by the
+benchmarks as the PyTorch baseline.
 
 Geometry (MatConvNet, all ops are cross-correlations with zero padding):
   * `vl_nnconv` filters `F[kh, kw, Cin, Cout]`  -> torch `Conv2d.weight[Cout, Cin, kh, kw]`.
@@ -216,7 +216,7 @@ def check_against_jax(weights_dir: str, data_dir: str, tol: float = 1e-4) -> boo
 
 
 def set5_psnr(weights_dir: str, data_dir: str, scales=(2, 4)) -> dict[int, float]:
-  """Mean Set5 PSNR of the PyTorch D5R8 model under the paper protocol (evaluation.md).
+  """Mean Set5 PSNR of the PyTorch D5R8 model under the paper protocol (docs/evaluation.md).
 
   Network on Y, CbCr bicubic, back to RGB, uint8 quantisation, Y, `scale`-pixel border shaved.
   """
@@ -245,12 +245,17 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--check", action="store_true", help="compare with lapsrn_jax on Set5 (exit 1 on mismatch)")
   parser.add_argument("--psnr", action="store_true", help="Set5 Y-PSNR of the PyTorch model")
-  parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR", "../shared/weights"))
-  parser.add_argument("--data", default=os.environ.get("LAPSRN_DATA_DIR", "../shared/data"))
+  parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR"),
+                      help="folder of the official .mat files (default $LAPSRN_WEIGHTS_DIR)")
+  parser.add_argument("--data", default=os.environ.get("LAPSRN_DATA_DIR"),
+                      help="folder holding Set5/ (default $LAPSRN_DATA_DIR)")
   parser.add_argument("--tol", type=float, default=1e-4)
   args = parser.parse_args(argv)
   if not (args.check or args.psnr):
     parser.error("choose --check and/or --psnr")
+  if not args.weights or not args.data:
+    parser.error("needs the official weights and Set5: pass --weights and --data, or set "
+                 "LAPSRN_WEIGHTS_DIR and LAPSRN_DATA_DIR")
   ok = True
   if args.psnr:
     for scale, value in set5_psnr(args.weights, args.data).items():

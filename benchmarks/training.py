@@ -265,8 +265,11 @@ def main(argv=None) -> int:
   parser.add_argument("--pipeline-workers", default="0,2", help="grain worker counts for the pipeline timing ('' = skip)")
   parser.add_argument("--min-repeats", type=int, default=3)
   parser.add_argument("--target-s", type=float, default=5.0)
-  parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR", "../shared/weights"))
-  parser.add_argument("--data", default=os.environ.get("LAPSRN_DATA_DIR", "../shared/data"))
+  parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR"),
+                      help="folder of MSLapSRN_D5R8.mat (default $LAPSRN_WEIGHTS_DIR)")
+  parser.add_argument("--data", default=os.environ.get("LAPSRN_DATA_DIR"),
+                      help="folder holding T91/ and BSDS200/, for the pipeline timing "
+                           "(default $LAPSRN_DATA_DIR)")
   parser.add_argument("--out", default=os.path.join(HERE, "out"))
   args = parser.parse_args(argv)
   if args.worker:
@@ -278,6 +281,11 @@ def main(argv=None) -> int:
   if args.profile_worker:
     print("RESULT " + json.dumps(profile_worker(json.loads(args.profile_worker))), flush=True)
     return 0
+  if not args.weights:
+    parser.error("needs the official weights: pass --weights or set LAPSRN_WEIGHTS_DIR")
+  if not args.data and [w for w in args.pipeline_workers.split(",") if w]:
+    parser.error("the pipeline timing needs the training images: pass --data or set "
+                 "LAPSRN_DATA_DIR (or skip it with --pipeline-workers '')")
 
   info = {"start": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
           **machine_info()}

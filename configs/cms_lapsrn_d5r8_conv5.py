@@ -18,7 +18,8 @@ Expected result: after 750 steps (`--config.train.num_steps=750`) on one H100, v
 (BSDS100 256-px crops) 31.27 / 26.64 / 23.87 dB at 2x / 4x / 8x; the official MS-LapSRN D5R8 gets 31.48 / 26.80 /
 23.97 on the same crops. Still rising at that step. The Set5 / Set14 / BSDS100 table is in RESULTS.md.
 Run time: 67 ms per step on one H100 with the GPU to itself (2026-11-26); stage 1 and compilation
-take about a minute. On the 2-core CPU a step takes about a minute (benchmarks/RESULTS.md).
+take about a minute. On the 2-core CPU an official-batch step takes about 20 s (measured for
+conv3, which has the same shapes: benchmarks/RESULTS.md).
 """
 
 from lapsrn_jax.training.config import cms_finetune_config

@@ -1,4 +1,4 @@
-"""LapSRN 2x (CVPR 2017) with the released LapSRN training options (method.md A.6).
+"""LapSRN 2x (CVPR 2017) with the released LapSRN training options (docs/architecture.md).
 
     python -m lapsrn_jax.train --config configs/lapsrn_x2.py --workdir runs/lapsrn_x2
 

@@ -1,4 +1,4 @@
-"""MS-LapSRN D5R8 with the official recipe (TPAMI 2018; method.md A.6).
+"""MS-LapSRN D5R8 with the official recipe (TPAMI 2018; docs/architecture.md).
 
     export LAPSRN_DATA_DIR=/path/to/data   # holds T91/, BSDS200/, BSDS100/
     python -m lapsrn_jax.train --config configs/ms_lapsrn_d5r8.py --workdir runs/ms_lapsrn_d5r8
@@ -17,15 +17,11 @@ land near them (not verified here: no full run was done). The `:finetune` contro
 the official weights, `training.config.ms_finetune_config`) validates at 31.48 / 26.80 / 23.97 dB
 (BSDS100 crops, 2x / 4x / 8x) at step 0, 31.42 / 26.77 / 23.94 at step 250 and 31.45 / 26.79 /
 23.97 at step 375 (2-core CPU, 2026-11-26; RESULTS.md).
-Run time: measured on a shared 2-core CPU (batch 64, 128x128, after compile): more than 49 minutes
-per step with lapsrn_jax.models at commit 3994027 (conv gradients inside its lax.scan over the
-recursions and its lhs-dilated transposed conv hit slow XLA:CPU paths), 49 s per step with both
-replaced (unrolled recursions, stride-2-conv VJP for the transposed conv); 1M steps need
-accelerators (see the README's scale-out notes; not measured on one here). Since commit 7376c83 the
-models unroll the recursions (135 s per step measured with that change alone), and since commit
-c698211 the transposed conv has the fast custom gradient too (benchmarks/RESULTS.md). On one H100
-GPU a step of the CMS-LapSRN variant of this recipe takes 67 ms (RESULTS.md). The `:finetune`
-control took 19-21 s per step on the 2-core CPU.
+Run time: about 18 s per step (batch 64, 128x128, after compilation) on the shared 2-core CPU
+(benchmarks/RESULTS.md, "Current code: polyphase transposed convolution"), so 1M steps need
+accelerators (README, "Devices and scale-out"; this recipe was not timed on one). On one H100 a
+step of the CMS-LapSRN variant of this recipe takes 67 ms (RESULTS.md). The `:finetune` control
+took 19-21 s per step on the 2-core CPU (RESULTS.md).
 """
 
 from lapsrn_jax.training.config import base_config, ms_finetune_config

@@ -1,9 +1,9 @@
 """Scores super-resolution models on folders of HR images with the papers' protocol.
 
-    python -m lapsrn_jax.evaluate --model bicubic --data-dir ../shared/data \\
+    python -m lapsrn_jax.evaluate --model bicubic --data-dir $LAPSRN_DATA_DIR \\
         --sets Set5,Set14,BSDS100 --scales 2,4,8 --output results.json --save-images out/
 
-For every image and scale (evaluation.md): mod-crop the HR image, LR = MATLAB bicubic
+For every image and scale (docs/evaluation.md): mod-crop the HR image, LR = MATLAB bicubic
 `imresize(HR, 1/scale)` in float64, SR = model(LR), score with `metrics.paper_protocol`
 (uint8 quantisation, Y channel for colour / raw gray, shave = scale, PSNR peak 1, MATLAB SSIM),
 and average over the set. Prints a Markdown table (rows = scale x model, columns = sets, cells
@@ -246,7 +246,8 @@ def _cell(entry) -> str:
 
 
 def markdown_table(results: Sequence[Mapping]) -> str:
-  """The seed's table layout: rows = scale x model (scale-major), columns = sets, `PSNR / SSIM`."""
+  """The CMS-LapSRN poster's Table 1 layout: rows = scale x model (scale-major), columns = sets,
+  cells `PSNR / SSIM`."""
   models = list(dict.fromkeys(r["model"] for r in results))
   sets = list(dict.fromkeys(r["set"] for r in results))
   scales = sorted(set(r["scale"] for r in results))

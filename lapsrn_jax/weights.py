@@ -1,7 +1,8 @@
 """Import of the official MatConvNet weights (LapSRN_x{2,4,8}.mat, MSLapSRN_D5R{2,5,8}.mat).
 
 The files hold a DagNN saved with `net.saveobj()`: `net.params` is a struct array of
-`(name, value)`, `net.layers` the layer list. Layout facts (see ../shared/weights/README.md):
+`(name, value)`, `net.layers` the layer list. Layout facts (docs/architecture.md, "The official
+weights"):
 
 - conv filters `*_f` are `[kh, kw, C_in, C_out]` = our HWIO conv kernels;
 - ConvTranspose filters (`upconv_f`, `img_up_f`) are `[kh, kw, C_out, C_in]`, which is the layout

@@ -1,11 +1,12 @@
-"""The seed's Table 1 layout from `python -m lapsrn_jax.evaluate --output` JSON files.
+"""The CMS-LapSRN poster's Table 1 layout from `python -m lapsrn_jax.evaluate --output` JSON files.
 
     python scripts/results_table.py --bicubic bicubic.json --lapsrn lapsrn_x2.json,lapsrn_x4.json,\
 lapsrn_x8.json --ms-lapsrn ms_d5r8.json --cms1 conv1.json --cms3 conv3.json --cms5 conv5.json
 
 Prints a Markdown table: rows = scale x model (Bicubic, LapSRN, MS-LapSRN, CMS-LapSRN 1st / 3rd /
 5th conv), columns = Set5, Set14, BSDS100; each cell `ours PSNR / SSIM (poster PSNR / SSIM)`, the
-poster's numbers being the seed's Table 1 (evaluation.md). A row given no JSON shows "not run".
+poster's numbers being the CMS-LapSRN poster's Table 1 (docs/evaluation.md). A row given no JSON
+shows "not run".
 """
 
 import argparse
@@ -15,7 +16,7 @@ SETS = ("Set5", "Set14", "BSDS100")
 ROWS = (("bicubic", "Bicubic"), ("lapsrn", "LapSRN (official weights)"),
         ("ms_lapsrn", "MS-LapSRN D5R8 (official weights)"), ("cms1", "CMS-LapSRN (1st conv), ours"),
         ("cms3", "CMS-LapSRN (3rd conv), ours"), ("cms5", "CMS-LapSRN (5th conv), ours"))
-# The seed poster's Table 1 (PSNR, SSIM) for Set5, Set14, BSDS100 (evaluation.md).
+# The CMS-LapSRN poster's Table 1 (PSNR, SSIM) for Set5, Set14, BSDS100 (docs/evaluation.md).
 POSTER = {
     2: {"bicubic": ((33.69, .931), (30.25, .870), (29.57, .844)),
         "lapsrn": ((37.24, .957), (32.78, .910), (31.78, .892)),

@@ -13,7 +13,7 @@ import pytest
 def _env_dir(var: str) -> pathlib.Path:
   value = os.environ.get(var)
   if not value:
-    pytest.skip(f"{var} is not set; point it at ../shared/{var.split('_')[1].lower()} to run this test")
+    pytest.skip(f"{var} is not set; point it at the folder README.md describes to run this test")
   path = pathlib.Path(value)
   if not path.is_dir():
     pytest.fail(f"{var}={value} is set but is not a directory")

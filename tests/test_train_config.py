@@ -44,7 +44,7 @@ def test_config_file_is_valid_documented_and_uses_tuples(path):
 
 
 def test_official_recipe_values():
-  """method.md A.6: 291 images, 128^2, batch 64 over 2/4/8, SGD 0.9, 1e-5 /2 per 100k to 1e-6."""
+  """docs/architecture.md: 291 images, 128^2, batch 64 over 2/4/8, SGD 0.9, 1e-5 /2 per 100k."""
   c = load(CONFIGS[0].parent / "ms_lapsrn_d5r8.py")
   assert c.model.name == "ms_lapsrn_d5r8" and c.init_from == ""
   assert c.data.train == "folder:$LAPSRN_DATA_DIR/T91+folder:$LAPSRN_DATA_DIR/BSDS200"

@@ -13,7 +13,7 @@ from flax import traverse_util
 from lapsrn_jax.models import LapSRN, MSLapSRN, create_model
 from lapsrn_jax.weights import cms_params_from_ms, load_official, read_official
 
-# (file, class, architecture, number of stored values) -- README.md of the official weights.
+# (file, class, architecture, number of values stored in the file; docs/architecture.md).
 OFFICIAL = [
     ("LapSRN_x2.mat", LapSRN, dict(levels=1, depth=10), 407_441),
     ("LapSRN_x4.mat", LapSRN, dict(levels=2, depth=10), 814_242),

@@ -1,4 +1,4 @@
-"""Training patches as in the official MS-LapSRN `getBatch_MSLapSRN.m` (method.md A.6), on Y.
+"""Training patches as in the official MS-LapSRN `getBatch_MSLapSRN.m` (docs/architecture.md), on Y.
 
 Per image: Y channel (`luma`), a random scale ratio `randi([5, 10]) * 0.1` raised to
 `patch / short_side + 1e-3` when the resized image would be smaller than the patch

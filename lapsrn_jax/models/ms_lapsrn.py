@@ -34,8 +34,8 @@ def recursive_block(source: jax.Array, convs: Sequence[tuple[jax.Array, jax.Arra
     keep: applied to every conv output (`layers.valid_region`; default the identity).
 
   Runs as a `lax.scan` over the recursions (the same arrays every step), fully unrolled: on
-  XLA-CPU the kernel gradient of a conv inside a rolled loop body is ~65x slower (measured: the
-  official D5R8 training step at batch 64 / 128^2 went from > 49 min to 135 s).
+  XLA-CPU the gradient of convolutions inside a rolled loop body is much slower (the block's
+  gradient 13x, `block_rolled` in benchmarks/RESULTS.md, "Training step").
   """
   def body(x, _):
     h = x

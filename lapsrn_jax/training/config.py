@@ -18,7 +18,7 @@ OFFICIAL_PREFIX = "official:"
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """The official MS-LapSRN recipe (method.md A.6); every field is documented inline."""
+  """The official MS-LapSRN recipe (docs/architecture.md); every field is documented inline."""
   c = ml_collections.ConfigDict()
   c.seed = 0  # Seeds the parameter init and the data order (patches, augmentation).
 
@@ -94,7 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-# CMS-LapSRN fine-tuning: the ablations of issue 6 (model field overrides; see models.cms_lapsrn).
+# CMS-LapSRN fine-tuning: the ablations of RESULTS.md (model field overrides; models.cms_lapsrn).
 CMS_ABLATIONS = {
     "rho_fixed_1e-2": {"fixed_rho": 1e-2},  # rho fixed at 1e-2 (theta unused)
     "rho_fixed_1": {"fixed_rho": 1.0},  # rho fixed at 1
@@ -106,7 +106,7 @@ CMS_SCHEDULES = ("adam", "sgd", "scratch")
 
 
 def cms_finetune_config(tie_to: int, arg: str | None = None) -> ml_collections.ConfigDict:
-  """The CMS-LapSRN D5R8 fine-tuning recipe (issue 6), upsampler tied to conv `tie_to`.
+  """The CMS-LapSRN D5R8 fine-tuning recipe (RESULTS.md), upsampler tied to conv `tie_to`.
 
   From the converted official MS-LapSRN D5R8 weights: stage 1 fits the tied upsampler (theta,
   bias, tied kernel) to the old upconv's output features (300 Adam steps on 64 real 128-px
