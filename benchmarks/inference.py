@@ -309,14 +309,20 @@ def main(argv=None) -> int:
                       help="skip configurations whose MS-LapSRN forward exceeds this (full mode)")
   parser.add_argument("--min-repeats", type=int, default=3)
   parser.add_argument("--target-s", type=float, default=3.0, help="aim for this much timed work per variant")
-  parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR", "../shared/weights"))
-  parser.add_argument("--data", default=os.environ.get("LAPSRN_DATA_DIR", "../shared/data"))
+  parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR", ""),
+                      help="folder of MSLapSRN_D5R8.mat (default $LAPSRN_WEIGHTS_DIR)")
+  parser.add_argument("--data", default=os.environ.get("LAPSRN_DATA_DIR", ""),
+                      help="folder of Set5/ for --check (default $LAPSRN_DATA_DIR)")
   parser.add_argument("--out", default=os.path.join(HERE, "out"))
   args = parser.parse_args(argv)
 
   if args.worker:
     print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
     return 0
+  if not args.weights:
+    parser.error("set LAPSRN_WEIGHTS_DIR or pass --weights (the folder of MSLapSRN_D5R8.mat)")
+  if args.check and not args.data:
+    parser.error("--check needs LAPSRN_DATA_DIR or --data (the folder holding Set5/)")
   if args.check:
     sys.path.insert(0, HERE)
     from torch_reference import check_against_jax

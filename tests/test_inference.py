@@ -184,10 +184,10 @@ def test_cms_new_size_in_a_seen_bucket_needs_no_factorisation_and_no_compilation
   assert len(factorisations) == 2 and traces[:1] == [(1, 16, 16, 1)]
 
 
-# ---- the official weights on Set5 (evaluation.md protocol) ----
-# Published by the weights' README (a numpy re-implementation of the official graph) and by the
-# independent PyTorch reference in benchmarks/: LapSRN 37.517 / 31.539 / 26.143,
-# MS-LapSRN D5R8 37.778 / 31.737 dB.
+# ---- the official weights on Set5 (the protocol of docs/evaluation.md) ----
+# LapSRN 37.517 / 31.539 / 26.143 (the LapSRN paper publishes 37.52 / 31.54 / 26.14 for these
+# weights), MS-LapSRN D5R8 37.778 / 31.737 dB (also reproduced by the independent PyTorch
+# reference: python benchmarks/torch_reference.py --psnr).
 SET5 = [("LapSRN_x2.mat", 2, 37.517), ("LapSRN_x4.mat", 4, 31.539), ("LapSRN_x8.mat", 8, 26.143),
         ("MSLapSRN_D5R8.mat", 2, 37.778), ("MSLapSRN_D5R8.mat", 4, 31.737)]
 
