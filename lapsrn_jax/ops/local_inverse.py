@@ -42,7 +42,7 @@ from lapsrn_jax.ops.stride2 import check_features, check_kernel, transpose_conv_
 
 # Window bytes (float32) solved per step of the sequential loop over window rows: bounds the
 # transient memory of the solve (spectra, products) at any image size.
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 32 << 20
 # At most this many frequencies (whole rows of the rfft2 grid) are factorised per step of the
 # sequential loop of `factorize_local`: its transient memory is a few [FACTOR_CHUNK, C, C] slices.
 FACTOR_CHUNK = 128
