@@ -57,6 +57,7 @@ def main(argv=None) -> None:
   parser.add_argument("--scales", default="2,4,8")
   parser.add_argument("--out", required=True, help="JSON output")
   args = parser.parse_args(argv)
+  args.argv = sys.argv[1:] if argv is None else list(argv)
 
   _, ms_params = load_official(args.weights)
   paths = images_lib.list_images(pathlib.Path(args.data_dir))
@@ -81,13 +82,17 @@ def main(argv=None) -> None:
         rows.append({"tie_to": tie, "rho": rho, "scale": scale, "max_abs_diff": worst,
                      "images": len(paths)})
         print(json.dumps(rows[-1]), flush=True)
-  args_given = sys.argv[1:] if argv is None else argv
-  out = {"command": "python scripts/cms_local_vs_global.py " + " ".join(args_given),
-         "data": pathlib.Path(args.data_dir).name, "seconds": round(time.perf_counter() - start),
-         "rows": rows, "max_abs_diff": max(r["max_abs_diff"] for r in rows)}
+        write(args, rows, time.perf_counter() - start)  # after every row: a killed run keeps them
+  print(f"max |local - global| over everything: {max(r['max_abs_diff'] for r in rows):.2e}")
+
+
+def write(args, rows, seconds) -> None:
+  """The JSON so far: the command, the rows and their max."""
+  out = {"command": "python scripts/cms_local_vs_global.py " + " ".join(args.argv),
+         "data": pathlib.Path(args.data_dir).name, "seconds": round(seconds), "rows": rows,
+         "max_abs_diff": max(r["max_abs_diff"] for r in rows)}
   pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
   pathlib.Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-  print(f"max |local - global| over everything: {out['max_abs_diff']:.2e}")
 
 
 if __name__ == "__main__":

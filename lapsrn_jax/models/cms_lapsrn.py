@@ -15,7 +15,7 @@ pixels, each solved with ONE factor that depends on the tied kernel and theta on
 serves every image size, level and scale, and the model has a finite receptive radius. At the
 image edge the feature map is extended symmetrically by `pad` LR pixels, then periodically (the
 boundary of the global solve `ops.apply(..., boundary="symmetric")`, which the local solve
-reproduces to ~1e-6; `docs/inverse_conv.md`). Like MS-LapSRN it runs on size buckets
+reproduces to ~1e-7; `docs/inverse_conv.md`). Like MS-LapSRN it runs on size buckets
 (`valid_hw`), and inference caches the factor (`apply(..., method="factor")`, passed back as
 `apply(..., factor=...)`; `lapsrn_jax.inference`).
 
@@ -36,6 +36,7 @@ import numpy as np
 from lapsrn_jax import ops
 from lapsrn_jax.models import layers
 from lapsrn_jax.models.ms_lapsrn import check_config, pyramid, recursive_block
+from lapsrn_jax.ops.local_inverse import DEFAULT_HALO, DEFAULT_TILE
 
 
 def softplus_inverse(rho: float) -> float:
@@ -69,7 +70,8 @@ def fixed_rho_tau(kernel: jax.Array, theta: jax.Array, tau_grad: bool = False,
   return (jnp.asarray(fixed_rho, rho.dtype) if fixed_rho else rho), tau
 
 
-def tied_factor(kernel: jax.Array, theta: jax.Array, *, tile: int = 48, halo: int = 8,
+def tied_factor(kernel: jax.Array, theta: jax.Array, *, tile: int = DEFAULT_TILE,
+                halo: int = DEFAULT_HALO,
                 tau_grad: bool = False,
                 fixed_rho: float = 0.0) -> ops.LocalInverseConvFactor | None:
   """The factor of `C C^T + rho tau I` on the solve's window grid: ONE for every image size,
@@ -81,7 +83,8 @@ def tied_factor(kernel: jax.Array, theta: jax.Array, *, tile: int = 48, halo: in
 
 
 def make_upsampler(kernel: jax.Array, theta: jax.Array, bias: jax.Array, *, pad: int = 8,
-                   tile: int = 48, halo: int = 8, tau_grad: bool = False, fixed_rho: float = 0.0,
+                   tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO, tau_grad: bool = False,
+                   fixed_rho: float = 0.0,
                    factor=None):
   """The tied upsampler `up(y, valid_hw=None)`: `[N, h, w, F]` -> `[N, 2h, 2w, F]`, any `h, w`.
 
@@ -101,7 +104,7 @@ def make_upsampler(kernel: jax.Array, theta: jax.Array, bias: jax.Array, *, pad:
 
 
 def tied_inverse_upsample(y: jax.Array, kernel: jax.Array, bias: jax.Array, theta: jax.Array, *,
-                          pad: int = 8, tile: int = 48, halo: int = 8,
+                          pad: int = 8, tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO,
                           tau_grad: bool = False) -> jax.Array:
   """The CMS-LapSRN feature upsampler on its own.
 
@@ -146,8 +149,8 @@ class CMSLapSRN(nn.Module):
   features: int = 64
   fixed_rho: float = 0.0  # ablation: > 0 = this rho instead of the learned one; inf = tied convT
   upsampler_kernel_grad: bool = True  # ablation: False = no gradient from the upsampler to the kernel
-  solve_tile: int = 48  # LR pixels kept per window of the local solve (window = tile + 2 halo)
-  solve_halo: int = 8  # LR pixels of context per window side: the solve's receptive radius
+  solve_tile: int = DEFAULT_TILE  # LR pixels kept per window of the local solve (44)
+  solve_halo: int = DEFAULT_HALO  # LR pixels of context per window side (10): window 64 x 64
 
   def setup(self):
     check_config(self.depth, self.recursions, self.skip)

@@ -29,6 +29,7 @@ import optax
 from lapsrn_jax.models import layers
 from lapsrn_jax.models.cms_lapsrn import make_upsampler
 from lapsrn_jax.models.ms_lapsrn import pyramid
+from lapsrn_jax.ops.local_inverse import DEFAULT_HALO, DEFAULT_TILE
 
 Grid = tuple[int, int]
 # `{(h, w): (y [M, h, w, F] LR features after the LReLU, target [M, 2h, 2w, F] MS upconv output)}`
@@ -110,7 +111,7 @@ def merge_fit_params(cms_params, fit: Mapping, tie_to: int) -> dict:
 
 def feature_loss(fit: Mapping, kernel: jax.Array, features: Features, *, pad: int = 8,
                  border: int = 0, tau_grad: bool = False, fixed_rho: float = 0.0,
-                 tile: int = 48, halo: int = 8) -> jax.Array:
+                 tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO) -> jax.Array:
   """Mean squared error between the tied upsampler and the MS upconv outputs, all grids.
 
   Args:
@@ -145,8 +146,8 @@ def relative_error(loss: float, features: Features) -> float:
 def fit_upsampler(cms_params, features: Features, *, tie_to: int, steps: int,
                   learning_rate: float = 3e-2, kernel_learning_rate: float = 1e-4,
                   train_kernel: bool = False, pad: int = 8, tau_grad: bool = False,
-                  fixed_rho: float = 0.0, tile: int = 48,
-                  halo: int = 8) -> tuple[dict, np.ndarray]:
+                  fixed_rho: float = 0.0, tile: int = DEFAULT_TILE,
+                  halo: int = DEFAULT_HALO) -> tuple[dict, np.ndarray]:
   """Adam on `feature_loss` over `theta`, `bias` (and the tied kernel if `train_kernel`).
 
   Full-batch: every step sees all of `features`. Returns `(cms_params with the fitted values,
