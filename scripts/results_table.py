@@ -1,41 +1,44 @@
 """The CMS-LapSRN poster's Table 1 layout from `python -m lapsrn_jax.evaluate --output` JSON files.
 
-    python scripts/results_table.py --bicubic bicubic.json --lapsrn lapsrn_x2.json,lapsrn_x4.json,\
-lapsrn_x8.json --ms-lapsrn ms_d5r8.json --cms1 conv1.json --cms3 conv3.json --cms5 conv5.json
+    python scripts/results_table.py --bicubic bicubic.json,bicubic_urban100.json --lapsrn \
+lapsrn_x2.json,lapsrn_x4.json,lapsrn_x8.json --ms-lapsrn ms_d5r8.json --cms3 conv3.json
+
+Each option takes comma-separated JSON files (e.g. one per set); a cell with no JSON shows
+"not run".
 
 Prints a Markdown table: rows = scale x model (Bicubic, LapSRN, MS-LapSRN, CMS-LapSRN 1st / 3rd /
-5th conv), columns = Set5, Set14, BSDS100; each cell `ours PSNR / SSIM (poster PSNR / SSIM)`, the
-poster's numbers being the CMS-LapSRN poster's Table 1 (docs/evaluation.md). A row given no JSON
-shows "not run".
+5th conv), columns = Set5, Set14, BSDS100, Urban100, Manga109; each cell `ours PSNR / SSIM
+(poster PSNR / SSIM)`, the poster's numbers being the CMS-LapSRN poster's Table 1
+(docs/evaluation.md).
 """
 
 import argparse
 import json
 
-SETS = ("Set5", "Set14", "BSDS100")
+SETS = ("Set5", "Set14", "BSDS100", "Urban100", "Manga109")
 ROWS = (("bicubic", "Bicubic"), ("lapsrn", "LapSRN (official weights)"),
         ("ms_lapsrn", "MS-LapSRN D5R8 (official weights)"), ("cms1", "CMS-LapSRN (1st conv), ours"),
         ("cms3", "CMS-LapSRN (3rd conv), ours"), ("cms5", "CMS-LapSRN (5th conv), ours"))
-# The CMS-LapSRN poster's Table 1 (PSNR, SSIM) for Set5, Set14, BSDS100 (docs/evaluation.md).
+# The CMS-LapSRN poster's Table 1 (PSNR, SSIM) for the five sets of SETS (docs/evaluation.md).
 POSTER = {
-    2: {"bicubic": ((33.69, .931), (30.25, .870), (29.57, .844)),
-        "lapsrn": ((37.24, .957), (32.78, .910), (31.78, .892)),
-        "ms_lapsrn": ((36.76, .955), (32.57, .908), (31.38, .888)),
-        "cms1": ((36.65, .954), (32.50, .906), (31.31, .886)),
-        "cms3": ((36.88, .955), (32.61, .908), (31.44, .888)),
-        "cms5": ((36.46, .954), (32.38, .905), (31.23, .885))},
-    4: {"bicubic": ((28.43, .811), (26.01, .704), (25.97, .670)),
-        "lapsrn": ((31.33, .884), (27.80, .769), (27.31, .724)),
-        "ms_lapsrn": ((31.48, .885), (28.19, .771), (27.30, .726)),
-        "cms1": ((31.44, .884), (28.20, .771), (27.31, .726)),
-        "cms3": ((31.51, .884), (28.19, .770), (27.32, .726)),
-        "cms5": ((31.52, .884), (28.19, .769), (27.31, .724))},
-    8: {"bicubic": ((24.40, .658), (23.10, .566), (23.67, .548)),
-        "lapsrn": ((26.19, .750), (24.29, .624), (24.61, .585)),
-        "ms_lapsrn": ((26.39, .754), (24.66, .629), (24.61, .587)),
-        "cms1": ((26.34, .753), (24.60, .627), (24.61, .587)),
-        "cms3": ((26.40, .756), (24.68, .629), (24.60, .587)),
-        "cms5": ((26.35, .753), (24.60, .627), (24.60, .586))},
+    2: {"bicubic": ((33.69, .931), (30.25, .870), (29.57, .844), (26.89, .841), (30.86, .936)),
+        "lapsrn": ((37.24, .957), (32.78, .910), (31.78, .892), (30.60, .911), (36.73, .971)),
+        "ms_lapsrn": ((36.76, .955), (32.57, .908), (31.38, .888), (29.59, .899), (36.16, .970)),
+        "cms1": ((36.65, .954), (32.50, .906), (31.31, .886), (29.44, .895), (36.04, .967)),
+        "cms3": ((36.88, .955), (32.61, .908), (31.44, .888), (29.61, .898), (36.31, .970)),
+        "cms5": ((36.46, .954), (32.38, .905), (31.23, .885), (29.34, .894), (35.37, .968))},
+    4: {"bicubic": ((28.43, .811), (26.01, .704), (25.97, .670), (23.15, .660), (24.93, .790)),
+        "lapsrn": ((31.33, .884), (27.80, .769), (27.31, .724), (25.26, .757), (29.03, .886)),
+        "ms_lapsrn": ((31.48, .885), (28.19, .771), (27.30, .726), (25.35, .761), (29.27, .890)),
+        "cms1": ((31.44, .884), (28.20, .771), (27.31, .726), (25.36, .761), (29.26, .890)),
+        "cms3": ((31.51, .884), (28.19, .770), (27.32, .726), (25.38, .762), (29.37, .891)),
+        "cms5": ((31.52, .884), (28.19, .769), (27.31, .724), (25.29, .758), (29.17, .888))},
+    8: {"bicubic": ((24.40, .658), (23.10, .566), (23.67, .548), (20.74, .516), (21.47, .650)),
+        "lapsrn": ((26.19, .750), (24.29, .624), (24.61, .585), (21.97, .589), (23.72, .741)),
+        "ms_lapsrn": ((26.39, .754), (24.66, .629), (24.61, .587), (22.09, .596), (23.87, .751)),
+        "cms1": ((26.34, .753), (24.60, .627), (24.61, .587), (22.08, .596), (23.86, .751)),
+        "cms3": ((26.40, .756), (24.68, .629), (24.60, .587), (22.12, .598), (23.92, .754)),
+        "cms5": ((26.35, .753), (24.60, .627), (24.60, .586), (22.05, .594), (23.82, .749))},
 }
 
 

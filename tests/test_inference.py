@@ -135,23 +135,30 @@ def test_bucket_size_rounds_up_to_few_sizes():
     assert len(set(buckets[(sides > lo) & (sides <= 2 * lo)])) <= 16
 
 
-def test_sizes_in_one_bucket_share_a_compile_and_match_the_unpadded_model(monkeypatch):
-  model = create_model("ms_lapsrn", depth=1, recursions=2, features=3)
-  params = random_params(model, 4, seed=3)
+def _run_one_bucket(monkeypatch, model, params, seed, atol) -> list:
+  """`super_resolve_y` at 4x on three sizes of the 16x16 bucket, each checked against the model
+  on the image alone; returns the traced canvas shapes (one entry per compilation)."""
   traces = []
   forward = inference._forward
   monkeypatch.setattr(inference, "_forward", lambda *a: traces.append(a[2].shape) or forward(*a))
   inference._jitted_apply.cache_clear()
   run_alone = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=4)[-1])
-  rng = np.random.default_rng(4)
-  for size in [(5, 7), (16, 3), (9, 16)]:  # one 16x16 bucket
+  rng = np.random.default_rng(seed)
+  for size in [(5, 7), (16, 3), (9, 16)]:
     y = rng.random(size)
     got = inference.super_resolve_y(model, params, y, 4)
     want = run_alone(params, jnp.asarray(y, jnp.float32)[None, :, :, None])[0, :, :, 0]
     assert got.shape == (4 * size[0], 4 * size[1])
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+  return traces
+
+
+def test_sizes_in_one_bucket_share_a_compile_and_match_the_unpadded_model(monkeypatch):
+  model = create_model("ms_lapsrn", depth=1, recursions=2, features=3)
+  params = random_params(model, 4, seed=3)
+  traces = _run_one_bucket(monkeypatch, model, params, 4, 1e-5)
   assert traces == [(1, 16, 16, 1)]
-  inference.super_resolve_y(model, params, rng.random((17, 5)), 4)
+  inference.super_resolve_y(model, params, np.random.default_rng(5).random((17, 5)), 4)
   assert traces == [(1, 16, 16, 1), (1, 32, 16, 1)]
 
 
@@ -160,28 +167,21 @@ def test_cms_new_size_in_a_seen_bucket_needs_no_factorisation_and_no_compilation
   the bucketed canvas gives the model's output on the image alone."""
   model = create_model("cms_lapsrn", depth=1, recursions=1, tie_to=1, pad=2, features=4)
   params = random_params(model, 4, seed=5)
-  factorisations, traces = [], []
+  factorisations = []
   compute = inference._compute_factor
   monkeypatch.setattr(inference, "_compute_factor",
                       lambda m, p: factorisations.append(1) or compute(m, p))
-  forward = inference._forward
-  monkeypatch.setattr(inference, "_forward", lambda *a: traces.append(a[2].shape) or forward(*a))
   inference.clear_factor_cache()
-  inference._jitted_apply.cache_clear()
-  run_alone = jax.jit(lambda p, x: model.apply({"params": p}, x, scale=4)[-1])
-  rng = np.random.default_rng(6)
-  for size in [(6, 5), (16, 3), (9, 16)]:  # one 16x16 bucket
-    y = rng.random(size)
-    got = inference.super_resolve_y(model, params, y, 4)
-    want = run_alone(params, jnp.asarray(y, jnp.float32)[None, :, :, None])[0, :, :, 0]
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+  traces = _run_one_bucket(monkeypatch, model, params, 6, 1e-6)
   assert len(factorisations) == 1 and traces == [(1, 16, 16, 1)]
+  rng = np.random.default_rng(7)
   same_values = jax.tree.map(jnp.array, params)  # new arrays, same values: the cache still hits
   inference.super_resolve_y(model, same_values, rng.random((7, 7)), 2)  # another scale
   assert len(factorisations) == 1
   bumped = {**params, "upconv": {**params["upconv"], "theta": params["upconv"]["theta"] + 1}}
   inference.super_resolve_y(model, bumped, rng.random((6, 5)), 4)  # another theta
-  assert len(factorisations) == 2 and traces[:1] == [(1, 16, 16, 1)]
+  assert len(factorisations) == 2  # new weights: a new factor, but no new compilation at 4x
+  assert traces == [(1, 16, 16, 1)] * 2  # the 4x bucket, then the 2x one (scale is static)
 
 
 # ---- the official weights on Set5 (the protocol of docs/evaluation.md) ----
