@@ -216,7 +216,7 @@ def check_against_jax(weights_dir: str, data_dir: str, tol: float = 1e-4) -> boo
 
 
 def set5_psnr(weights_dir: str, data_dir: str, scales=(2, 4)) -> dict[int, float]:
-  """Mean Set5 PSNR of the PyTorch D5R8 model under the paper protocol (docs/evaluation.md).
+  """Mean Set5 PSNR of the PyTorch D5R8 model under the paper protocol (docs/evaluation_protocol.md).
 
   Network on Y, CbCr bicubic, back to RGB, uint8 quantisation, Y, `scale`-pixel border shaved.
   """

@@ -3,7 +3,7 @@
     python -m lapsrn_jax.evaluate --model bicubic --data-dir $LAPSRN_DATA_DIR \\
         --sets Set5,Set14,BSDS100 --scales 2,4,8 --output results.json --save-images out/
 
-For every image and scale (docs/evaluation.md): mod-crop the HR image, LR = MATLAB bicubic
+For every image and scale (docs/evaluation_protocol.md): mod-crop the HR image, LR = MATLAB bicubic
 `imresize(HR, 1/scale)` in float64, SR = model(LR), score with `metrics.paper_protocol`
 (uint8 quantisation, Y channel for colour / raw gray, shave = scale, PSNR peak 1, MATLAB SSIM),
 and average over the set. Prints a Markdown table (rows = scale x model, columns = sets, cells

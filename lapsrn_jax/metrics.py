@@ -11,7 +11,7 @@ or `[N, H, W, C]` (a batch, `[N]` result). Values are floats on a `data_range` s
   the shave), K1 = 0.01, K2 = 0.03, mean of the map (per channel, then averaged over C).
 - `shave` removes that many pixels on every border before scoring (it is a traced argument:
   changing it does not recompile).
-- `paper_protocol(sr, hr, scale)` is the LapSRN evaluation (see docs/evaluation.md): uint8
+- `paper_protocol(sr, hr, scale)` is the LapSRN evaluation (see docs/evaluation_protocol.md): uint8
   quantisation, Y of BT.601 for colour / raw values for gray, shave = scale, PSNR peak 1, SSIM.
 
 Computation is in float32 (float64 when JAX x64 is on and the input is float64); local

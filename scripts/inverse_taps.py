@@ -9,7 +9,7 @@ taps are `C × C` matrices. This script factorises `C Cᵀ + ρτI` on a 96 × 9
 matrices) and reports, for every distance r, the largest tap (Frobenius norm) farther than r LR
 pixels (Chebyshev) relative to the largest tap: conv 1, 3 and 5 of the official MS-LapSRN D5R8
 at each rho of `--rhos`. The local solve's halo (8 LR pixels by default) is chosen from these
-numbers (`docs/inverse_conv.md`). A few seconds on 2 CPU cores.
+numbers (`docs/inverse_convolution.md`). A few seconds on 2 CPU cores.
 """
 
 import argparse

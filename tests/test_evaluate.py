@@ -9,7 +9,7 @@ from PIL import Image
 from lapsrn_jax import evaluate
 from lapsrn_jax.imresize import imresize
 
-# The CMS-LapSRN poster, Table 1, Bicubic row (PSNR / SSIM); the protocol: docs/evaluation.md.
+# The CMS-LapSRN poster, Table 1, Bicubic row (PSNR / SSIM); the protocol: docs/evaluation_protocol.md.
 POSTER_BICUBIC = {
     ("Set5", 2): (33.69, 0.931), ("Set5", 4): (28.43, 0.811), ("Set5", 8): (24.40, 0.658),
     ("Set14", 2): (30.25, 0.870), ("Set14", 4): (26.01, 0.704), ("Set14", 8): (23.10, 0.566),

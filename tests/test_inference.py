@@ -184,7 +184,7 @@ def test_cms_new_size_in_a_seen_bucket_needs_no_factorisation_and_no_compilation
   assert traces == [(1, 16, 16, 1)] * 2  # the 4x bucket, then the 2x one (scale is static)
 
 
-# ---- the official weights on Set5 (the protocol of docs/evaluation.md) ----
+# ---- the official weights on Set5 (the protocol of docs/evaluation_protocol.md) ----
 # LapSRN 37.517 / 31.539 / 26.143 (the LapSRN paper publishes 37.52 / 31.54 / 26.14 for these
 # weights), MS-LapSRN D5R8 37.778 / 31.737 dB (also reproduced by the independent PyTorch
 # reference: python benchmarks/torch_reference.py --psnr).

@@ -111,7 +111,7 @@ def test_im2uint8_rounds_half_away_and_saturates():
 
 
 def _protocol_oracle(sr, hr, scale):
-  """The scoring step of docs/evaluation.md in float64 numpy."""
+  """The scoring step of docs/evaluation_protocol.md in float64 numpy."""
   def q(x):
     return x / 255 if x.dtype == np.uint8 else np.floor(np.clip(x, 0, 1) * 255 + 0.5) / 255
 

@@ -3,7 +3,7 @@
 Each notebook runs in a fresh kernel of this interpreter (a kernelspec written to a temporary
 JUPYTER_PATH), with the repository first on PYTHONPATH and a temporary working directory; any
 failing cell fails the test. The scores the notebooks write are checked against independent
-references: the published Bicubic row (docs/evaluation.md) and, for the official weights, bicubic.
+references: the published Bicubic row (docs/evaluation_protocol.md) and, for the official weights, bicubic.
 Figures must appear in the outputs (matplotlib's inline backend: headless, like Agg).
 """
 
@@ -24,7 +24,7 @@ NOTEBOOKS = REPO / "notebooks"
 KERNEL = "lapsrn-jax-test"
 CELL_TIMEOUT_S = 240
 
-# Published Bicubic, Set5 2x (docs/evaluation.md, reproduced to within 0.005 dB / 0.0005).
+# Published Bicubic, Set5 2x (docs/evaluation_protocol.md, reproduced to within 0.005 dB / 0.0005).
 BICUBIC_SET5_X2 = (33.69, 0.931)
 
 

@@ -15,7 +15,7 @@ pixels, each solved with ONE factor that depends on the tied kernel and theta on
 serves every image size, level and scale, and the model has a finite receptive radius. At the
 image edge the feature map is extended symmetrically by `pad` LR pixels, then periodically (the
 boundary of the global solve `ops.apply(..., boundary="symmetric")`, which the local solve
-reproduces to ~1e-7; `docs/inverse_conv.md`). Like MS-LapSRN it runs on size buckets
+reproduces to ~1e-7; `docs/inverse_convolution.md`). Like MS-LapSRN it runs on size buckets
 (`valid_hw`), and inference caches the factor (`apply(..., method="factor")`, passed back as
 `apply(..., factor=...)`; `lapsrn_jax.inference`).
 

@@ -13,7 +13,7 @@ frequencies `m`. `factorize` stores the explicit inverse `(G(m) + λI)⁻¹` per
 with one batched complex matmul (frequencies as the batch, images as rows) and an ordinary
 transposed convolution. Measured alternatives (real 2C×2C form, images as columns, polyphase
 `Cᵀ`) were no faster on XLA-CPU; the complex form needs half the memory of the real one.
-The maths, the measurements and the checks: `docs/inverse_conv.md`.
+The maths, the measurements and the checks: `docs/inverse_convolution.md`.
 
 Boundary handling: `"periodic"` is the exact operator on the torus; `"symmetric"` pads the LR
 input by `pad` pixels (numpy `'symmetric'`), solves on the padded torus and crops `2 pad` HR pixels.

@@ -4,7 +4,7 @@
 `C × C` matrix per frequency of that grid, so memory grows with the image and every new size needs
 a new factorisation. But `(G + λI)⁻¹` is a *local* filter: for well-conditioned kernels (the trained
 MS-LapSRN block convs at the regularisations used) its spatial taps fall below ~2e-6 of the largest
-beyond 8 LR pixels and to float32 noise beyond 12 (`docs/inverse_conv.md`). So the solve is done
+beyond 8 LR pixels and to float32 noise beyond 12 (`docs/inverse_convolution.md`). So the solve is done
 overlap-save:
 
 - the LR map is extended beyond its edges exactly as the global solve sees it (numpy
