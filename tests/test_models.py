@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 from jax.test_util import check_grads
 
 from lapsrn_jax.models import CMSLapSRN, LapSRN, MSLapSRN, create_model

@@ -1,6 +1,5 @@
 """Official MatConvNet weight import: architecture inference, layouts, validation, MS -> CMS."""
 
-import shutil
 
 import jax
 import jax.numpy as jnp

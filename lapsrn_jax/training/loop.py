@@ -19,7 +19,6 @@ import time
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
 from lapsrn_jax.training import (checkpointing, initialization, metric_writer, optimizer,

@@ -19,7 +19,7 @@ theta+bias, 200 steps 30.90/22.71 (converged by ~80 steps); + kernel at Adam 1e-
 recover the network; it is a warm start for end-to-end fine-tuning.
 """
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
