@@ -30,7 +30,7 @@ def worker(spec: dict) -> dict:
   from lapsrn_jax import evaluate  # pylint: disable=import-outside-toplevel
 
   if spec["model"] == "ms":
-    model = evaluate.load_model("official:MSLapSRN_D5R8", weights_dir=spec["weights"])
+    model = evaluate.model_from_spec("official:MSLapSRN_D5R8", weights_dir=spec["weights"])
   else:
     model = cms_model(3, spec["weights"])
   sets = evaluate.resolve_sets(data_dir=spec["data"], set_names=spec["sets"])

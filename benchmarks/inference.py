@@ -8,7 +8,7 @@ adds), `jax-ms-ynn` (the same, with XLA-CPU's default YNNPACK convolutions: what
 cms_params_from_ms(..., tie_to=3): the MS weights, rho = 1), `torch-nhwc` / `torch-nchw`
 (benchmarks/torch_reference.py, `torch.inference_mode`, `torch.set_num_threads(os.cpu_count())`;
 the faster layout is the PyTorch number), and `jax-cms-cached`: the same CMS-LapSRN forward with the
-factor of its local solve (one per weights, for every image size: `lapsrn_jax.inference.cms_factor`)
+factor of its local solve (one per weights, for every image size: `lapsrn_jax.inference.cached_factor`)
 computed once outside the timed call, as inference does (checked equal to the model's own output, max
 |diff| recorded; its one-off factorisation time is reported with its compile).
 With batch 1, `jax-ms` and `jax-cms-cached` also time the inference path
@@ -144,9 +144,9 @@ def worker(spec: dict) -> dict:
     out["rss_setup_mb"] = rss_mb()
     t = time.perf_counter()
     if variant == "jax-cms-cached":
-      from lapsrn_jax.inference import cms_factor
+      from lapsrn_jax.inference import cached_factor
 
-      factor = jax.block_until_ready(cms_factor(model, params))
+      factor = jax.block_until_ready(cached_factor(model, params))
       cached = jax.jit(lambda p, f, x: model.apply({"params": p}, x, scale=scale, factor=f))
       compiled_cached = cached.lower(params, factor, x).compile()
       out["compile_s"] = time.perf_counter() - t  # factorisation (incl. its compile) + compile

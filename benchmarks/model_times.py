@@ -3,7 +3,7 @@
     python benchmarks/model_times.py                       # needs LAPSRN_WEIGHTS_DIR
     python benchmarks/model_times.py --cms runs/conv1,runs/conv3,runs/conv5 --repeats 5
 
-Each model is `lapsrn_jax.evaluate.load_model(spec)` and is timed on `model.upscale(lr, s)`, the
+Each model is `lapsrn_jax.evaluate.model_from_spec(spec)` and is timed on `model.upscale(lr, s)`, the
 call `python -m lapsrn_jax.evaluate` makes per test image: RGB in, the network on Y, MATLAB bicubic
 on Cb/Cr, RGB out. The input is one BSDS100-sized photo (HR 480x320, scikit-image's embedded
 `astronaut` cropped, so no data download), downscaled by MATLAB bicubic to 240x160 / 120x80 /
@@ -12,7 +12,7 @@ MS-LapSRN D5R8 (official) and CMS-LapSRN tied to conv 1/3/5. The CMS models are 
 MS-LapSRN weights converted (`weights.cms_params_from_ms`) unless `--cms` names trained workdirs:
 the cost is the same (same shapes, same solve). "first" is the first call (compilation, and for
 CMS the factorisation of its solve); "median" is over `--repeats` later calls, when CMS-LapSRN
-reuses its cached factor (`lapsrn_jax.inference.cms_factor`, one for every image size), as the
+reuses its cached factor (`lapsrn_jax.inference.cached_factor`, one for every image size), as the
 evaluation does. Every model runs in this one process, one after another.
 """
 
@@ -59,14 +59,14 @@ def cms_model(tie_to: int, weights_dir: str):
 def models(args) -> list[tuple[str, object, tuple[int, ...]]]:
   """`(row label, evaluate.Model, scales)` in table order."""
   from lapsrn_jax import evaluate  # pylint: disable=import-outside-toplevel
-  rows = [("Bicubic", evaluate.load_model("bicubic"), (2, 4, 8))]
-  rows += [(f"LapSRN x{s} (official)", evaluate.load_model(f"official:LapSRN_x{s}"), (s,))
+  rows = [("Bicubic", evaluate.model_from_spec("bicubic"), (2, 4, 8))]
+  rows += [(f"LapSRN x{s} (official)", evaluate.model_from_spec(f"official:LapSRN_x{s}"), (s,))
            for s in (2, 4, 8)]
-  rows.append(("MS-LapSRN D5R8 (official)", evaluate.load_model("official:MSLapSRN_D5R8"),
+  rows.append(("MS-LapSRN D5R8 (official)", evaluate.model_from_spec("official:MSLapSRN_D5R8"),
                (2, 4, 8)))
   workdirs = [w for w in args.cms.split(",") if w]
   for i, k in enumerate((1, 3, 5)):
-    model = (evaluate.load_model(workdirs[i]) if workdirs else cms_model(k, args.weights_dir))
+    model = (evaluate.model_from_spec(workdirs[i]) if workdirs else cms_model(k, args.weights_dir))
     rows.append((f"CMS-LapSRN conv{k}", model, (2, 4, 8)))
   return rows
 

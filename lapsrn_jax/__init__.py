@@ -4,9 +4,12 @@ Public functional API (imported lazily so `import lapsrn_jax` stays cheap):
 
 - `create_model(name)` -> a Flax Linen module (`"lapsrn_x4"`, `"ms_lapsrn_d5r8"`,
   `"cms_lapsrn_d5r8_conv3"`, ...).
-- `load_official(path)` -> `(model, params)` from an official MatConvNet `.mat` file.
+- `load_model(spec)` -> `(model, params)` for `"official:MSLapSRN_D5R8"` (the authors' weights,
+  downloaded once and verified when not in `$LAPSRN_WEIGHTS_DIR`), a `.mat` file, or a training
+  workdir / checkpoint; `ModelLoadError` (a ValueError) otherwise.
 - `super_resolve(model, params, image, scale)` -> the image upscaled `scale` times
-  (RGB or gray, uint8 or float in [0, 1]; the network runs on Y, CbCr use bicubic).
+  (gray, RGB, with or without alpha; uint8, uint16 or float in [0, 1]; the network runs on Y,
+  Cb/Cr and alpha use bicubic; `tile=` bounds memory).
 
 Importing the package adds one XLA-CPU flag to `XLA_FLAGS` (Eigen instead of YNNPACK for
 convolutions: faster here); see `lapsrn_jax.xla_cpu`.
@@ -20,6 +23,8 @@ _xla_cpu.tune()  # before JAX starts its CPU backend; see lapsrn_jax/xla_cpu.py 
 
 _LAZY = {
     "create_model": "lapsrn_jax.models",
+    "ModelLoadError": "lapsrn_jax.loading",
+    "load_model": "lapsrn_jax.loading",
     "load_official": "lapsrn_jax.weights",
     "super_resolve": "lapsrn_jax.inference",
 }

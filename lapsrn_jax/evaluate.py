@@ -24,9 +24,11 @@ to `OUT/<set>/x<scale>/<name>.png` (`OUT/<model>/<set>/x<scale>/<name>.png` with
 
 Models (`--model`, comma-separated for several):
 - `bicubic`: MATLAB bicubic upscaling of the LR image;
-- `official:<stem>`: the official MatConvNet weights `<stem>.mat` (e.g. `official:MSLapSRN_D5R8`)
-  from `--weights-dir` or `$LAPSRN_WEIGHTS_DIR` (or `official:<path to a .mat file>`);
-- a path to a training workdir or checkpoint of ours (see `load_checkpoint_model`).
+- `official:<stem>` (e.g. `official:MSLapSRN_D5R8`): the authors' released weights, from
+  `--weights-dir` / `$LAPSRN_WEIGHTS_DIR`, else downloaded once and verified
+  (`lapsrn_jax.load_model`);
+- a `.mat` file, or a training workdir or checkpoint of ours (its best checkpoint by validation
+  PSNR).
 
 Exit status: 0 when every image was scored, 1 when some images failed (they are named in the
 JSON and on stderr; the others are still scored), 2 for bad arguments (unknown model, a missing
@@ -52,9 +54,11 @@ from tqdm import tqdm
 from lapsrn_jax import images as images_lib
 from lapsrn_jax import metrics
 from lapsrn_jax.imresize import imresize
+from lapsrn_jax.inference import downscale, super_resolve
+from lapsrn_jax.loading import OFFICIAL, load_model
 
-__all__ = ["Model", "count_failed_images", "evaluate_model", "load_checkpoint_model", "load_model",
-           "main", "markdown_table", "resolve_sets"]
+__all__ = ["Model", "count_failed_images", "evaluate_model", "main", "markdown_table",
+           "model_from_spec", "resolve_sets"]
 
 Upscaler = Callable[[np.ndarray, int], np.ndarray]
 PSNR_CAP = 100.0  # dB: an infinite PSNR (exact reconstruction) is reported as this
@@ -73,43 +77,19 @@ def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
   return imresize(lr, scale)
 
 
-def load_official_model(stem: str, *, weights_dir=None) -> Model:
-  """`official:<stem>`: `weights.load_official` + `inference.super_resolve` (imported lazily)."""
-  from lapsrn_jax.inference import super_resolve  # pylint: disable=import-outside-toplevel
-  from lapsrn_jax.weights import load_official, official_path  # pylint: disable=import-outside-toplevel
-
-  path = official_path(stem, weights_dir)
-  net, params = load_official(path)
-  return Model(f"official:{path.stem}", lambda lr, scale: super_resolve(net, params, lr, scale))
-
-
-def load_checkpoint_model(path: pathlib.Path) -> Model:
-  """A `Model` from a training workdir of ours (its best checkpoint by validation PSNR, else the
-  latest) or one checkpoint folder `workdir/checkpoints/<step>`; ValueError when not loadable."""
-  from lapsrn_jax.inference import super_resolve  # pylint: disable=import-outside-toplevel
-  from lapsrn_jax.training.checkpointing import load_trained  # pylint: disable=import-outside-toplevel
-
-  try:
-    net, params = load_trained(path)
-  except (FileNotFoundError, ValueError, KeyError) as err:
-    raise ValueError(f"{str(path)!r} is not a loadable training workdir or checkpoint: {err}") from err
-  return Model(f"ours:{path.resolve().name}", lambda lr, scale: super_resolve(net, params, lr, scale))
-
-
-def load_model(spec: str, *, weights_dir=None) -> Model:
-  """A `Model` from a `--model` value: `bicubic`, `official:<stem>` or a workdir/checkpoint path."""
+def model_from_spec(spec: str, *, weights_dir=None) -> Model:
+  """A `Model` from a `--model` value: `bicubic`, or any spec of `lapsrn_jax.load_model`
+  (`official:<stem>`, a `.mat` file, a training workdir or checkpoint) run by
+  `inference.super_resolve`; `loading.ModelLoadError` (a ValueError) when it does not load."""
   spec = spec.strip()
   if spec == "bicubic":
     return Model("bicubic", bicubic)
-  if spec.startswith("official:"):
-    stem = spec[len("official:"):]
-    if not stem:
-      raise ValueError("'official:' needs the weights' file stem, e.g. official:MSLapSRN_D5R8")
-    return load_official_model(stem, weights_dir=weights_dir)
-  if spec and pathlib.Path(spec).exists():
-    return load_checkpoint_model(pathlib.Path(spec))
-  raise ValueError(f"unknown model {spec!r}: use 'bicubic', 'official:<stem>' (e.g. "
-                   "official:MSLapSRN_D5R8) or the path of a training workdir or checkpoint")
+  net, params = load_model(spec, weights_dir=weights_dir)
+  if spec.startswith(OFFICIAL) or spec.endswith(".mat"):
+    name = OFFICIAL + pathlib.Path(spec.removeprefix(OFFICIAL)).stem
+  else:
+    name = f"ours:{pathlib.Path(spec).resolve().name}"
+  return Model(name, lambda lr, scale: super_resolve(net, params, lr, scale))
 
 
 def resolve_sets(*, data_dir=None, set_names: Sequence[str] = (), hr_dirs: Sequence = ()
@@ -148,8 +128,7 @@ def _save_png(path: pathlib.Path, image: np.ndarray) -> None:
 
 def _score_one(model: Model, hr: np.ndarray, scale: int):
   """(SR image, psnr capped at `PSNR_CAP`, ssim) of one uint8 HR image (mod-cropped) at `scale`."""
-  lr = imresize(hr.astype(np.float64) / 255.0, 1.0 / scale)
-  sr = np.asarray(model.upscale(lr, scale))
+  sr = np.asarray(model.upscale(downscale(hr, scale), scale))
   if sr.shape != hr.shape:
     raise ValueError(f"model {model.name!r} returned shape {sr.shape}, expected {hr.shape}")
   p, s = metrics.paper_protocol(sr, hr, scale)
@@ -178,7 +157,7 @@ def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *
     images that cannot be read or upscaled are recorded with their error, the others scored.
   """
   if isinstance(model, str):
-    model = load_model(model, weights_dir=weights_dir)
+    model = model_from_spec(model, weights_dir=weights_dir)
   scales = [int(s) for s in scales]
   if not scales or any(s < 1 for s in scales):
     raise ValueError(f"scales must be positive integers, got {scales}")
@@ -310,7 +289,7 @@ def main(argv=None) -> int:
     if args.save_images:
       images_lib.check_writable(args.save_images, "--save-images", folder=True)
     sets = resolve_sets(data_dir=args.data_dir, set_names=args.sets, hr_dirs=args.hr_dir)
-    models = [load_model(spec, weights_dir=args.weights_dir) for spec in args.model]
+    models = [model_from_spec(spec, weights_dir=args.weights_dir) for spec in args.model]
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

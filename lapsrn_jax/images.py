@@ -34,6 +34,22 @@ class ImageReadError(ValueError):
   """An image file that is missing, unreadable, corrupt or of an unsupported kind."""
 
 
+def from_float(x, dtype) -> np.ndarray:
+  """The project's one rounding rule, MATLAB `im2uint8` / `im2uint16`: float in [0, 1] -> uint8
+  or uint16 as `floor(x * peak + 0.5)` saturated to [0, peak] (computed in float64); a float
+  `dtype` is a plain cast."""
+  dtype = np.dtype(dtype)
+  x = np.asarray(x)
+  if dtype.kind == "f":
+    return x.astype(dtype)
+  if dtype not in (np.uint8, np.uint16):
+    raise ValueError(f"from_float makes uint8, uint16 or float images, not {dtype}")
+  if x.dtype == dtype:
+    return x
+  peak = float(np.iinfo(dtype).max)
+  return np.clip(np.floor(x.astype(np.float64) * peak + 0.5), 0, peak).astype(dtype)
+
+
 def _to_uint8(im: Image.Image) -> np.ndarray:
   mode = im.mode
   if mode == "L":
@@ -45,7 +61,7 @@ def _to_uint8(im: Image.Image) -> np.ndarray:
   if mode.startswith("I"):  # I;16, I;16B, I;16L, I;16N, I (32-bit int)
     values = np.asarray(im).astype(np.float64)
     values = np.clip(values, 0, 65535)
-    return np.floor(values / 257.0 + 0.5).astype(np.uint8)
+    return from_float(values / 65535.0, np.uint8)
   if mode == "F":
     raise ValueError("32-bit float images (mode F) have no defined range; save them as 8- or "
                      "16-bit PNG")

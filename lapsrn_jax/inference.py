@@ -1,12 +1,14 @@
-"""Super-resolve whole images: the network on Y, bicubic Cb/Cr (as the official `SR_MSLapSRN.m`).
+"""Super-resolve images: the network on Y, MATLAB bicubic on Cb/Cr and alpha.
 
-`super_resolve(model, params, image, scale)` takes RGB `[H, W, 3]` or gray `[H, W]` images, uint8
-or float in [0, 1] (others raise ValueError), of any size >= 1x1, and returns the `scale`x image in the input dtype.
-`downscale(hr, scale)` makes the evaluation protocol's LR input (MATLAB bicubic, float64).
+`super_resolve(model, params, image, scale)` is the project's one path from an image to its
+super-resolved image (`upscale` and `evaluate` use it): gray, gray + alpha, RGB or RGBA; uint8,
+uint16 or float in [0, 1]; whole or in tiles of bounded memory (`tile=`), optionally with the x8
+self-ensemble. `downscale(hr, scale)` makes the evaluation protocol's LR input (MATLAB bicubic,
+float64).
 
 Compilations: every model compiles once per size bucket (`bucket_size`), with outputs equal to
-the exact-size run. CMS-LapSRN's image-independent factor (one for all sizes) is cached across
-calls by a fingerprint of the weights it depends on (`cms_factor`).
+the exact-size run. A model's image-independent factor (CMS-LapSRN's local solve; one for all
+sizes) is cached across calls by a fingerprint of the params (`cached_factor`).
 """
 
 import collections
@@ -17,11 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lapsrn_jax import tiling
 from lapsrn_jax.color import rgb_to_ycbcr, ycbcr_to_rgb
+from lapsrn_jax.images import from_float
 from lapsrn_jax.imresize import imresize
-from lapsrn_jax.models import CMSLapSRN, LapSRN
 
-# CMS-LapSRN factors kept across calls (one per weights, ~69 MB each for the default 64^2 window
+# Factors kept across calls (one per weights, ~69 MB each for CMS-LapSRN's default 64^2 window
 # and 64 channels), least recently used dropped first.
 FACTOR_CACHE_SIZE = 4
 _factor_cache: collections.OrderedDict = collections.OrderedDict()
@@ -41,8 +44,7 @@ def bucket_size(n: int) -> int:
 
 def _forward(model, params, lr, scale, valid_hw, factor):
   """The last pyramid level of `model` (traced inside `_jitted_apply`)."""
-  kwargs = {"factor": factor} if isinstance(model, CMSLapSRN) else {}
-  return model.apply({"params": params}, lr, scale=scale, valid_hw=valid_hw, **kwargs)[-1]
+  return model.apply({"params": params}, lr, scale=scale, valid_hw=valid_hw, factor=factor)[-1]
 
 
 @functools.lru_cache(maxsize=32)
@@ -54,7 +56,7 @@ def _jitted_apply(model):
 
 @functools.lru_cache(maxsize=32)
 def _jitted_factor(model):
-  """CMS-LapSRN's `factor` method jitted once per model."""
+  """The model's `factor` method jitted once per model."""
   return jax.jit(lambda params: model.apply({"params": params}, method="factor"))
 
 
@@ -62,23 +64,25 @@ def _compute_factor(model, params):
   return _jitted_factor(model)(params)
 
 
-def _factor_fingerprint(model, params) -> str:
-  """A digest of what CMS-LapSRN's factor depends on: the tied kernel and theta."""
+def _fingerprint(params) -> str:
+  """A SHA-256 of every parameter's path, dtype, shape and bytes (~1 ms for 1 MB of params)."""
   digest = hashlib.sha256()
-  for a in model.apply({"params": params}, method="factor_inputs"):
-    a = np.asarray(a)
-    digest.update(f"{a.dtype}{a.shape}".encode())
-    digest.update(a.tobytes())
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    a = np.asarray(leaf)
+    digest.update(f"{jax.tree_util.keystr(path)}{a.dtype}{a.shape}".encode())
+    digest.update(np.ascontiguousarray(a).tobytes())
   return digest.hexdigest()
 
 
-def cms_factor(model, params):
-  """CMS-LapSRN's factor (the same for every image size and scale), from a small LRU cache.
+def cached_factor(model, params):
+  """The model's image-independent factor (`method="factor"`; None for LapSRN and MS-LapSRN),
+  from a small LRU cache: computed once per model and weights, reused for every image size and
+  scale.
 
-  Keyed by the model and a fingerprint of the tied kernel and theta (not the params' identity,
-  so new values are never served a stale factor); `FACTOR_CACHE_SIZE` entries.
+  Keyed by the model and a fingerprint of the params (not their identity, so new values are
+  never served a stale factor); `FACTOR_CACHE_SIZE` entries.
   """
-  key = (model, _factor_fingerprint(model, params))
+  key = (model, _fingerprint(params))
   if key in _factor_cache:
     _factor_cache.move_to_end(key)
     return _factor_cache[key]
@@ -90,18 +94,17 @@ def cms_factor(model, params):
 
 
 def clear_factor_cache() -> None:
-  """Drops every cached CMS-LapSRN factor (frees their memory)."""
+  """Drops every cached factor (frees their memory)."""
   _factor_cache.clear()
 
 
-def _network_scale(model, scale: int) -> int:
+def network_scale(model, scale: int) -> int:
   """The power-of-two scale to run the network at: `scale` itself, or the next one up."""
   if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 2:
     raise ValueError(f"scale must be an integer >= 2, got {scale!r}")
   net_scale = 1 << (int(scale) - 1).bit_length()
-  if isinstance(model, LapSRN) and net_scale > 2 ** model.levels:
-    raise ValueError(f"this LapSRN has {model.levels} level(s): scales up to {2 ** model.levels}, "
-                     f"got {scale}")
+  if model.max_scale is not None and net_scale > model.max_scale:
+    raise ValueError(f"this model reaches scales up to {model.max_scale}, got {scale}")
   return net_scale
 
 
@@ -110,13 +113,13 @@ def super_resolve_y(model, params, y: np.ndarray, scale: int) -> np.ndarray:
 
   `scale` must be a power of two the model supports. Any size >= 1x1 works. The model runs on a
   zero canvas of `bucket_size` per side with `valid_hw` masking (outputs identical to running on
-  `y` alone), so many image sizes share a few compilations; CMS-LapSRN reuses its cached factor
-  (`cms_factor`), so a new size in a seen bucket needs neither a factorisation nor a compilation.
+  `y` alone), so many image sizes share a few compilations; the factor comes from
+  `cached_factor`, so a new size in a seen bucket needs neither a factorisation nor a compilation.
   """
   scale = int(scale)
   y = np.asarray(y, np.float32)
   h, w = y.shape
-  factor = cms_factor(model, params) if isinstance(model, CMSLapSRN) else None
+  factor = cached_factor(model, params)
   canvas = np.zeros((1, bucket_size(h), bucket_size(w), 1), np.float32)
   canvas[0, :h, :w, 0] = y
   valid_hw = np.asarray([h, w], np.int32)
@@ -124,58 +127,88 @@ def super_resolve_y(model, params, y: np.ndarray, scale: int) -> np.ndarray:
   return np.ascontiguousarray(np.asarray(sr, np.float64)[0, :scale * h, :scale * w, 0])
 
 
-def super_resolve(model, params, image, scale: int) -> np.ndarray:
-  """Upscales `image` `scale` times with `model` on Y and MATLAB bicubic on Cb/Cr.
+def _super_resolve_luma(model, params, y, scale, tile, overlap, ensemble, progress):
+  """`super_resolve_y`, whole or on windows of `tile` pixels (`tiling.tiled_apply`)."""
+  if tile is None and not ensemble:
+    return super_resolve_y(model, params, y, scale)
+
+  def windows(batch):  # [N, h, w, 1] -> [N, s h, s w, 1]
+    return np.stack([super_resolve_y(model, params, x[..., 0], scale)
+                     for x in np.asarray(batch)])[..., None]
+
+  fn = tiling.self_ensemble(windows) if ensemble else windows
+  tile = max(y.shape) if tile is None else tile
+  overlap = model.receptive_radius(scale) if overlap is None else overlap
+  out = tiling.tiled_apply(fn, y[..., None], scale=scale, tile=tile, overlap=overlap,
+                           progress=progress)
+  return out[..., 0].astype(np.float64)
+
+
+def _as_float(image: np.ndarray) -> np.ndarray:
+  """`image` as float64 in [0, 1] (integers divided by their peak); ValueError otherwise."""
+  if image.dtype in (np.uint8, np.uint16):
+    return image.astype(np.float64) / float(np.iinfo(image.dtype).max)
+  if not np.issubdtype(image.dtype, np.floating):
+    raise ValueError(f"image must be uint8, uint16 or float in [0, 1], got dtype {image.dtype}")
+  x = image.astype(np.float64)
+  if not np.all(np.isfinite(x)):
+    raise ValueError("image has NaN or infinite values")
+  low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+  if low < -FLOAT_TOLERANCE or high > 1.0 + FLOAT_TOLERANCE:
+    hint = " (0..255 values? divide by 255, or pass uint8)" if high > 2.0 else ""
+    raise ValueError(f"float images must be in [0, 1], got values in [{low:.4g}, {high:.4g}]"
+                     f"{hint}")
+  return x
+
+
+def super_resolve(model, params, image, scale: int, *, tile: int | None = None,
+                  overlap: int | None = None, ensemble: bool = False,
+                  progress=None) -> np.ndarray:
+  """Upscales `image` `scale` times: `model` on Y, MATLAB bicubic on Cb/Cr and alpha.
 
   Args:
-    model, params: e.g. from `lapsrn_jax.weights.load_official` or `create_model` + training.
-    image: `[H, W, 3]` RGB or `[H, W]` / `[H, W, 1]` gray; uint8, or float in [0, 1] (not
-      clipped on input: bicubic LR inputs may overshoot slightly, so values within
-      `FLOAT_TOLERANCE` of [0, 1] are accepted; others raise ValueError, e.g. a float image in
-      0..255: divide it by 255); H, W >= 1.
+    model, params: e.g. from `lapsrn_jax.load_model`, or `create_model` + training.
+    image: `[H, W]`, or `[H, W, C]` with C = 1 (gray), 2 (gray + alpha), 3 (RGB), 4 (RGBA);
+      uint8, uint16, or float in [0, 1] (not clipped on input: bicubic LR inputs may overshoot
+      slightly, so values within `FLOAT_TOLERANCE` of [0, 1] are accepted; others raise
+      ValueError, e.g. a float image in 0..255); H, W >= 1. Colour is MATLAB `rgb2ycbcr`.
     scale: integer >= 2. Powers of two run the network directly; other scales run the next power
       of two and resize the result with bicubic `imresize` (as the official `SR_MSLapSRN.m`).
+    tile: run the network on windows of `tile` LR pixels (bounded memory; None = whole image).
+    overlap: LR pixels of context per window side (default `model.receptive_radius`, which makes
+      the tiled result equal to the whole-image one; smaller is faster and approximate).
+    ensemble: average the network over the 8 rotations and flips of every window (8x the time).
+    progress: optional `tqdm`-like object told of every finished window.
 
   Returns:
-    `[scale*H, scale*W(, C)]` in the input dtype: uint8 rounded and saturated, float clipped
-    to [0, 1].
+    `[scale*H, scale*W(, C)]` in the input dtype: integers rounded and saturated
+    (`images.from_float`), float clipped to [0, 1].
   """
   image = np.asarray(image)
-  if image.dtype == np.uint8:
-    x = image.astype(np.float64) / 255.0
-  elif np.issubdtype(image.dtype, np.floating):
-    x = image.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-      raise ValueError("image has NaN or infinite values")
-    low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    if low < -FLOAT_TOLERANCE or high > 1.0 + FLOAT_TOLERANCE:
-      hint = " (0..255 values? divide by 255, or pass uint8)" if high > 2.0 else ""
-      raise ValueError(f"float images must be in [0, 1], got values in [{low:.4g}, {high:.4g}]"
-                       f"{hint}")
-  else:
-    raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {image.dtype}")
-  if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3))):
-    raise ValueError(f"image must be [H, W], [H, W, 1] or [H, W, 3], got shape {image.shape}")
+  x = _as_float(image)
+  if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 2, 3, 4))):
+    raise ValueError(f"image must be [H, W] or [H, W, C] with C in 1..4, got shape {image.shape}")
   if image.shape[0] < 1 or image.shape[1] < 1:
     raise ValueError(f"image must be at least 1x1 pixels, got shape {image.shape}")
-  net_scale = _network_scale(model, scale)
+  net_scale = network_scale(model, scale)
   out_shape = (scale * image.shape[0], scale * image.shape[1])
-
-  color = image.ndim == 3 and image.shape[-1] == 3
-  ycc = rgb_to_ycbcr(x) if color else None
-  y = ycc[..., 0] if color else x.reshape(image.shape[:2])
-  y_sr = super_resolve_y(model, params, y, net_scale)
+  x = x.reshape(image.shape[:2] + (-1,))
+  color = x.shape[2] >= 3
+  ycc = rgb_to_ycbcr(x[..., :3]) if color else None
+  y = ycc[..., 0] if color else x[..., 0]
+  y_sr = _super_resolve_luma(model, params, y, net_scale, tile, overlap, ensemble, progress)
   if net_scale != scale:
     y_sr = imresize(y_sr, output_shape=out_shape)
   if color:
     cbcr = imresize(ycc[..., 1:], output_shape=out_shape)
-    out = ycbcr_to_rgb(np.concatenate([y_sr[..., None], cbcr], axis=-1))
+    channels = [ycbcr_to_rgb(np.concatenate([y_sr[..., None], cbcr], axis=-1))]
   else:
-    out = y_sr.reshape(out_shape + image.shape[2:])
-  out = np.clip(out, 0.0, 1.0)
-  if image.dtype == np.uint8:
-    return np.floor(out * 255.0 + 0.5).astype(np.uint8)  # MATLAB im2uint8
-  return out.astype(image.dtype)
+    channels = [y_sr[..., None]]
+  if x.shape[2] in (2, 4):
+    channels.append(imresize(x[..., -1], output_shape=out_shape)[..., None])
+  out = np.clip(np.concatenate(channels, axis=-1), 0.0, 1.0)
+  out = out.reshape(out_shape + image.shape[2:])
+  return from_float(out, image.dtype)
 
 
 def downscale(hr, scale: int) -> np.ndarray:

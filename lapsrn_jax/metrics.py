@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lapsrn_jax import images
+
 __all__ = ["im2uint8", "paper_protocol", "psnr", "rgb_to_y", "ssim", "SSIM_RADIUS", "SSIM_SIGMA"]
 
 SSIM_SIGMA = 1.5
@@ -81,10 +83,7 @@ def im2uint8(x):
   numpy in -> numpy uint8 (computed in float64); JAX in -> JAX uint8; uint8 passes through.
   """
   if isinstance(x, np.ndarray) or np.isscalar(x):
-    x = np.asarray(x)
-    if x.dtype == np.uint8:
-      return x
-    return np.clip(np.floor(x.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    return images.from_float(x, np.uint8)
   x = jnp.asarray(x)
   return x if x.dtype == jnp.uint8 else _im2uint8_jit(x)
 

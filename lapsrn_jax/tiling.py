@@ -1,7 +1,7 @@
 """Tiled inference: run an SR function on overlapping windows of one size, with bounded memory.
 
 `tiled_apply(fn, image, scale=s, tile=T, overlap=m)` equals `fn(image)` when `m` covers the
-receptive field of `fn` (`receptive_radius`): every output pixel is taken from a window that holds
+receptive field of `fn` (`model.receptive_radius(scale)`): every output pixel is taken from a window that holds
 its whole receptive field, and windows never extend past the image (the last window of a row or
 column is shifted inwards instead of padded), so the zero padding that the network sees at the
 image border is the same as when it runs on the whole image. All windows of an image have the
@@ -12,12 +12,11 @@ image at least `T x T`, once per distinct smaller size otherwise.
 inside each window, so tiling it stays exact.
 """
 
-import math
 from typing import Callable, NamedTuple
 
 import numpy as np
 
-__all__ = ["Span", "plan_axis", "receptive_radius", "self_ensemble", "tiled_apply"]
+__all__ = ["Span", "plan_axis", "self_ensemble", "tiled_apply"]
 
 SRFunction = Callable[[np.ndarray], np.ndarray]  # [N, h, w, C] -> [N, s*h, s*w, C']
 
@@ -67,7 +66,7 @@ def tiled_apply(fn: SRFunction, image: np.ndarray, *, scale: int, tile: int, ove
     scale: the upscaling factor of `fn`.
     tile: window size in input pixels (memory is bounded by `fn` on `batch_size` windows).
     overlap: input pixels of context kept on each side of a window's kept part; at least
-      `receptive_radius` for a result equal to `fn(image)`.
+      `model.receptive_radius(scale)` for a result equal to `fn(image)`.
     batch_size: windows per `fn` call (the last call is filled up with repeats, so every call
       has the same shape).
     progress: optional object with `update(n)` (e.g. `tqdm`), told of every finished window;
@@ -136,45 +135,3 @@ def self_ensemble(fn: SRFunction) -> SRFunction:
     return (total / 8).astype(np.float32)
 
   return ensembled
-
-
-# Receptive radii, in pixels of the layer's input grid, of the ops of the LapSRN family
-# (see `lapsrn_jax.models.layers`): 3x3 conv, 1 pixel; the 2x transposed convs (3x3 crop
-# [0 1 0 1] and 4x4 crop 1): an output pixel reads input pixels whose centres lie within 0.75
-# input pixels of its own.
-_CONV, _UPCONV, _IMAGE_UP = 1.0, 0.75, 0.75
-
-
-def receptive_radius(model, scale: int) -> int:
-  """Input pixels of context on each side that determine an output pixel of `model` at `scale`.
-
-  Computed from the architecture: the input conv, then per level l (grid 2^l times the input)
-  its convs and feature upsampler, in parallel the image upsampler, and the residual conv
-  that joins the two paths. The output pixels of an input pixel `p` depend only on input pixels
-  within the returned distance (Chebyshev) of `p`. CMS-LapSRN's upsampler adds the halo of its
-  local solve (`solve_halo` grid pixels per level): the taps of the regularised inverse beyond it
-  are below ~1e-6 of the largest for trained kernels, and the solve ignores them.
-
-  Returns:
-    `ceil` of the radius in input pixels: windows overlapping by this many pixels give the same
-    output as the whole image (for CMS-LapSRN up to the inverse's truncation above, ~1e-6).
-  """
-  from lapsrn_jax.models import layers  # pylint: disable=import-outside-toplevel
-
-  kind = type(model).__name__
-  if kind == "LapSRN":
-    levels = layers.num_levels(scale, model.levels)
-    convs, extra = model.depth, 0.0
-  elif kind in ("MSLapSRN", "CMSLapSRN"):
-    levels = layers.num_levels(scale)
-    convs = model.depth * model.recursions
-    extra = float(model.solve_halo) if kind == "CMSLapSRN" else 0.0
-  else:
-    raise ValueError(f"receptive_radius knows LapSRN, MSLapSRN and CMSLapSRN, not {kind}; pass "
-                     "the overlap explicitly")
-  # Radii of the features and of the image at each level, in input pixels (centre distances).
-  feats, image = _CONV, 0.0  # after the input conv; the level-0 image is the input itself
-  for level in range(levels):
-    feats += (convs * _CONV + _UPCONV + extra) / 2 ** level
-    image = max(image + _IMAGE_UP / 2 ** level, feats + _CONV / 2 ** (level + 1))  # + residual conv
-  return math.ceil(image)

@@ -6,9 +6,9 @@
 
 Inputs: files, or folders (their png/jpg/jpeg/bmp/tif/tiff files, not recursive). Gray, gray +
 alpha, RGB and RGBA; 8- or 16-bit; the EXIF orientation is applied (`upscale_io.read_pixels`).
-The network runs on Y (MATLAB `rgb2ycbcr`; a gray image is its own Y), Cb/Cr and alpha are
-upscaled with MATLAB bicubic `imresize`, as `inference.super_resolve` does. Computation is in
-float; the output keeps the input's bit depth and channels.
+Each image goes through `inference.super_resolve` (the project's one image -> SR path): the
+network on Y (MATLAB `rgb2ycbcr`; a gray image is its own Y), MATLAB bicubic `imresize` on Cb/Cr
+and alpha. Computation is in float; the output keeps the input's bit depth and channels.
 
 Outputs: `OUTPUT/<stem>_x<scale>.png` (a 16-bit input gives a 16-bit PNG). An input file is never
 overwritten, even with `--overwrite` (the image is reported as failed). An existing output is
@@ -17,7 +17,7 @@ inputs that would write the same output: the second is reported as failed (unles
 failed: then the second writes it).
 
 Tiles: windows of `--tile` LR pixels (default 256) overlapping by `--overlap` pixels on each side,
-by default the model's receptive radius (`tiling.receptive_radius`, e.g. 43 / 63 / 73 for
+by default the model's receptive radius (`model.receptive_radius`, e.g. 43 / 63 / 73 for
 MS-LapSRN D5R8 at x2 / x4 / x8), which makes the tiled result equal to the whole-image one; a
 smaller overlap is faster and approximate (measured with the official D5R8 on a Set14 crop:
 `--overlap 32` differs from the whole-image result by at most 0.0005/255 at x2 and x4,
@@ -35,107 +35,18 @@ import argparse
 import dataclasses
 import pathlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 from tqdm import tqdm
 
-from lapsrn_jax import tiling
 from lapsrn_jax import upscale_io
-from lapsrn_jax.color import rgb_to_ycbcr, ycbcr_to_rgb
 from lapsrn_jax.images import IMAGE_EXTENSIONS, check_writable, list_images
-from lapsrn_jax.imresize import imresize
+from lapsrn_jax.inference import network_scale, super_resolve
+from lapsrn_jax.loading import OFFICIAL, load_model
 
-__all__ = ["Report", "load_model", "make_window_fn", "main", "output_path", "upscale_files",
-           "upscale_pixels"]
+__all__ = ["Report", "expand_inputs", "main", "output_path", "upscale_files"]
 
 SCALES = (2, 4, 8)
-OFFICIAL = "official:"
-WindowFn = Callable[[np.ndarray], np.ndarray]  # [N, h, w, 1] Y -> [N, s*h, s*w, 1]
-
-
-# ------------------------------------------------------------------------------------ the model
-def load_model(spec: str, *, weights_dir=None):
-  """`(model, params)` for `official:<stem>` (or `official:<file.mat>`) or a training workdir.
-
-  Raises:
-    ValueError: for an unknown spec, missing weights or a folder that is not a training workdir.
-  """
-  spec = spec.strip()
-  if spec.startswith(OFFICIAL):
-    stem = spec[len(OFFICIAL):]
-    if not stem:
-      raise ValueError(f"'{OFFICIAL}' needs the weights' file stem, e.g. {OFFICIAL}MSLapSRN_D5R8")
-    from lapsrn_jax.weights import load_official, official_path  # pylint: disable=import-outside-toplevel
-
-    return load_official(official_path(stem, weights_dir))
-  path = pathlib.Path(spec)
-  if not spec or not path.exists():
-    raise ValueError(f"unknown model {spec!r}: use {OFFICIAL}<stem> (e.g. {OFFICIAL}MSLapSRN_D5R8) "
-                     "or the path of a training workdir")
-  try:
-    from lapsrn_jax.training.checkpointing import load_trained  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise ValueError(f"cannot load the training workdir {spec!r}: this installation has no "
-                     f"lapsrn_jax.training.checkpointing.load_trained ({e})") from e
-  try:
-    return load_trained(path)
-  except (FileNotFoundError, ValueError) as e:
-    raise ValueError(f"cannot load the training workdir {spec!r}: {e}") from e
-
-
-def make_window_fn(model, params, scale: int, *, ensemble: bool = False) -> WindowFn:
-  """The network on windows of Y: `[N, h, w, 1]` float -> `[N, scale*h, scale*w, 1]` float32.
-
-  Each window goes through `inference.super_resolve_y` (compiled once per model, scale and window
-  size bucket, CMS-LapSRN's factor cached across windows). `ensemble`: the x8 geometric
-  self-ensemble (`tiling.self_ensemble`).
-  """
-  import jax  # pylint: disable=import-outside-toplevel
-
-  from lapsrn_jax.inference import super_resolve_y  # pylint: disable=import-outside-toplevel
-
-  params = jax.device_put(params)
-
-  def window_fn(batch):
-    return np.stack([super_resolve_y(model, params, window[..., 0], scale)
-                     for window in np.asarray(batch)])[..., None].astype(np.float32)
-
-  return tiling.self_ensemble(window_fn) if ensemble else window_fn
-
-
-# ------------------------------------------------------------------------------------ one image
-def upscale_pixels(window_fn: WindowFn, pixels: np.ndarray, scale: int, *, tile: int,
-                   overlap: int, progress=None) -> np.ndarray:
-  """Upscales `[H, W, C]` uint8/uint16 pixels (C: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA).
-
-  The network (`window_fn`, on tiles) runs on Y; Cb, Cr and alpha use MATLAB bicubic. Values
-  are computed in float64 from `pixels / max` and rounded back to the input dtype.
-
-  Returns:
-    `[scale*H, scale*W, C]` in the dtype of `pixels`.
-  """
-  pixels = np.asarray(pixels)
-  if pixels.dtype not in (np.uint8, np.uint16) or pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
-    raise ValueError(f"upscale_pixels needs [H, W, C] uint8/uint16 with C in 1..4, got "
-                     f"{pixels.dtype} {pixels.shape}")
-  peak = float(np.iinfo(pixels.dtype).max)
-  x = pixels.astype(np.float64) / peak
-  out_shape = (scale * x.shape[0], scale * x.shape[1])
-  color = x.shape[2] >= 3
-  ycc = rgb_to_ycbcr(x[..., :3]) if color else None
-  y = ycc[..., 0] if color else x[..., 0]
-  y_sr = tiling.tiled_apply(window_fn, y[..., None], scale=scale, tile=tile, overlap=overlap,
-                            progress=progress)[..., 0].astype(np.float64)
-  if color:
-    cbcr = imresize(ycc[..., 1:], output_shape=out_shape)
-    channels = [ycbcr_to_rgb(np.concatenate([y_sr[..., None], cbcr], axis=-1))]
-  else:
-    channels = [y_sr[..., None]]
-  if x.shape[2] in (2, 4):
-    channels.append(imresize(x[..., -1], output_shape=out_shape)[..., None])
-  out = np.clip(np.concatenate(channels, axis=-1), 0.0, 1.0)
-  return np.floor(out * peak + 0.5).astype(pixels.dtype)
 
 
 # ------------------------------------------------------------------------------------ the files
@@ -175,10 +86,11 @@ def expand_inputs(inputs: Sequence) -> list[pathlib.Path]:
   return paths
 
 
-def upscale_files(window_fn: WindowFn, inputs: Sequence, output_dir, scale: int, *, tile: int,
-                  overlap: int, overwrite: bool = False, progress: bool = True,
-                  log=sys.stderr) -> Report:
-  """Upscales every input file into `output_dir` (see the module doc for the naming rules).
+def upscale_files(model, params, inputs: Sequence, output_dir, scale: int, *, tile: int,
+                  overlap: int | None = None, ensemble: bool = False, overwrite: bool = False,
+                  progress: bool = True, log=sys.stderr) -> Report:
+  """Upscales every input file into `output_dir` (see the module doc for the naming rules) with
+  `inference.super_resolve(model, params, pixels, scale, tile=, overlap=, ensemble=)`.
 
   A file that cannot be read, processed or written is reported (by name, on `log`) in
   `Report.failed`; the others are still processed.
@@ -211,7 +123,8 @@ def upscale_files(window_fn: WindowFn, inputs: Sequence, output_dir, scale: int,
       pixels = upscale_io.read_pixels(path)
       bar = tqdm(desc=path.name, unit="tile", leave=False, disable=not progress)
       try:
-        result = upscale_pixels(window_fn, pixels, scale, tile=tile, overlap=overlap, progress=bar)
+        result = super_resolve(model, params, pixels, scale, tile=tile, overlap=overlap,
+                               ensemble=ensemble, progress=bar)
       finally:
         bar.close()
       upscale_io.write_pixels(target, result)
@@ -234,8 +147,9 @@ def _parse_args(argv):
                       help=f"image files or folders ({', '.join(IMAGE_EXTENSIONS)})")
   parser.add_argument("--scale", type=int, required=True, choices=SCALES)
   parser.add_argument("--model", default=f"{OFFICIAL}MSLapSRN_D5R8",
-                      help=f"{OFFICIAL}<stem> (official .mat weights; default "
-                           f"{OFFICIAL}MSLapSRN_D5R8) or a training workdir")
+                      help=f"{OFFICIAL}<stem> (the authors' weights, downloaded on first use "
+                           f"unless in --weights-dir; default {OFFICIAL}MSLapSRN_D5R8), a .mat "
+                           "file, or a training workdir or checkpoint")
   parser.add_argument("--weights-dir", default=None,
                       help="folder of the official .mat weights (default $LAPSRN_WEIGHTS_DIR)")
   parser.add_argument("--output", required=True, help="output folder (created if missing)")
@@ -264,16 +178,17 @@ def main(argv=None) -> int:
     check_writable(args.output, "--output", folder=True)  # before any work
     inputs = expand_inputs(args.inputs)
     model, params = load_model(args.model, weights_dir=args.weights_dir)
-    overlap = tiling.receptive_radius(model, args.scale) if args.overlap is None else args.overlap
+    overlap = (model.receptive_radius(network_scale(model, args.scale)) if args.overlap is None
+               else args.overlap)
     if args.tile <= 2 * overlap:
       raise ValueError(f"--tile {args.tile} leaves no room inside an overlap of {overlap} pixels per "
                        f"side: use --tile {2 * overlap + 1} or more (or a smaller --overlap)")
-    window_fn = make_window_fn(model, params, args.scale, ensemble=args.self_ensemble)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  report = upscale_files(window_fn, inputs, args.output, args.scale, tile=args.tile,
-                         overlap=overlap, overwrite=args.overwrite, progress=not args.no_progress)
+  report = upscale_files(model, params, inputs, args.output, args.scale, tile=args.tile,
+                         overlap=overlap, ensemble=args.self_ensemble, overwrite=args.overwrite,
+                         progress=not args.no_progress)
   print(f"{len(report.written)} written, {len(report.skipped)} skipped (output exists; "
         f"--overwrite replaces), {len(report.failed)} failed -> {args.output}")
   for path, reason in report.failed:

@@ -17,7 +17,6 @@ scale they output (`level_2x` is applied first): in an L-level file `level{s}` i
 """
 
 import os
-import pathlib
 import re
 
 import jax
@@ -162,28 +161,6 @@ def params_from_official(official: dict[str, np.ndarray], model, path: str = "")
 
 def _arch_fields(model) -> tuple[str, ...]:
   return ("levels", "depth") if isinstance(model, LapSRN) else ("depth", "recursions")
-
-
-def official_path(stem: str, weights_dir: str | os.PathLike | None = None) -> pathlib.Path:
-  """The official `.mat` file for `official:<stem>`: `stem` itself when it is an existing `.mat`
-  path, else `<weights_dir or $LAPSRN_WEIGHTS_DIR>/<stem>.mat`; ValueError naming what is missing
-  (and the files that are there)."""
-  candidate = pathlib.Path(stem)
-  if candidate.suffix == ".mat" and candidate.is_file():
-    return candidate
-  weights_dir = weights_dir or os.environ.get("LAPSRN_WEIGHTS_DIR")
-  if not weights_dir:
-    raise ValueError(f"model 'official:{stem}' needs the folder of the official .mat files: "
-                     "pass --weights-dir or set LAPSRN_WEIGHTS_DIR")
-  weights_dir = pathlib.Path(weights_dir)
-  if not weights_dir.is_dir():
-    raise ValueError(f"weights folder {str(weights_dir)!r} does not exist")
-  path = weights_dir / (stem if stem.endswith(".mat") else f"{stem}.mat")
-  if not path.is_file():
-    found = sorted(p.stem for p in weights_dir.glob("*.mat") if not p.stem.endswith("_opts"))
-    raise ValueError(f"no official weights {path.name!r} in {str(weights_dir)!r}; "
-                     f"available: {', '.join(found) or 'none'}")
-  return path
 
 
 def load_official(path: str | os.PathLike) -> tuple[LapSRN | MSLapSRN, Params]:

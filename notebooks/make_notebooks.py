@@ -210,18 +210,17 @@ def colab_notebook():
       `evaluate_model` is the function behind `python -m lapsrn_jax.evaluate`: mod-crop, MATLAB
       bicubic LR in float64, the network on Y (bicubic Cb/Cr), uint8 quantisation, Y-channel PSNR /
       SSIM with `scale` pixels shaved. The trained model is the best checkpoint of `WORKDIR`
-      (`load_trained`). The published Bicubic row on Set5 is 33.69 / 0.931 (2x), 28.43 / 0.811
-      (4x), 24.40 / 0.658 (8x).
+      (`load_model`, the resolver behind every `--model`). The published Bicubic row on Set5 is
+      33.69 / 0.931 (2x), 28.43 / 0.811 (4x), 24.40 / 0.658 (8x).
       """),
       _code("""
       from IPython.display import Markdown, display
       from PIL import Image
 
-      from lapsrn_jax import super_resolve
+      from lapsrn_jax import load_model, super_resolve
       from lapsrn_jax.evaluate import Model, evaluate_model, markdown_table, resolve_sets
-      from lapsrn_jax.training.checkpointing import load_trained
 
-      model, params = load_trained(WORKDIR)
+      model, params = load_model(WORKDIR)
       ours = Model(f"ours ({RUN_NAME})", lambda lr, s: super_resolve(model, params, lr, s))
 
       DATA_DIR = os.environ.get("LAPSRN_DATA_DIR")
@@ -313,7 +312,7 @@ def quickstart_notebook():
       import skimage.data
       from IPython.display import Markdown, display
 
-      from lapsrn_jax import create_model, load_official, super_resolve
+      from lapsrn_jax import create_model, load_model, super_resolve
       from lapsrn_jax.color import rgb_to_ycbcr
       from lapsrn_jax.images import mod_crop
       from lapsrn_jax.imresize import imresize
@@ -347,22 +346,21 @@ def quickstart_notebook():
       _md("""
       ## 2. MS-LapSRN weights
 
-      `load_official` reads the architecture (depth, recursions) from the `.mat` file and returns
-      `(model, params)`. Without `LAPSRN_WEIGHTS_DIR` the quickstart config is trained instead with
-      `train_and_evaluate` (the function behind `python -m lapsrn_jax.train`) and its best
-      checkpoint loaded with `load_trained`.
+      `load_model` is the one resolver of a model: `"official:MSLapSRN_D5R8"` reads the architecture
+      (depth, recursions) from the authors' `.mat` file and returns `(model, params)`; a training
+      workdir gives its best checkpoint. Without `LAPSRN_WEIGHTS_DIR` the quickstart config is
+      trained here instead with `train_and_evaluate` (the function behind `python -m
+      lapsrn_jax.train`); `load_model("official:MSLapSRN_D5R8")` with no weights folder would
+      download the authors' file once (verified) instead.
       """),
       _code(textwrap.dedent("""
       WEIGHTS_DIR = os.environ.get("LAPSRN_WEIGHTS_DIR")
       if WEIGHTS_DIR:
-        official = pathlib.Path(WEIGHTS_DIR) / "MSLapSRN_D5R8.mat"
-        if not official.is_file():
-          raise FileNotFoundError(f"LAPSRN_WEIGHTS_DIR is set but {official} does not exist")
-        ms_model, ms_params = load_official(official)
+        ms_model, ms_params = load_model("official:MSLapSRN_D5R8", weights_dir=WEIGHTS_DIR,
+                                         download=False)
         SOURCE = "official MSLapSRN_D5R8"
       else:
         from lapsrn_jax.train import train_and_evaluate
-        from lapsrn_jax.training.checkpointing import load_trained
       """) + textwrap.indent(_FIND_REPO, "  ") + textwrap.dedent("""
         REPO_DIR = find_repo_dir()
         config = load_config("quickstart")
@@ -375,7 +373,7 @@ def quickstart_notebook():
         summary = train_and_evaluate(config, workdir)  # resumes when workdir holds a checkpoint
         print(f"validation: {summary['val/psnr_x2']:.2f} dB (bicubic "
               f"{summary['val/bicubic_psnr_x2']:.2f} dB) after {summary['step']} steps")
-        ms_model, ms_params = load_trained(workdir)
+        ms_model, ms_params = load_model(workdir)
         SOURCE = "quickstart (trained here)" + (", tiny" if TINY else "")
       print(SOURCE, ms_model)
       """)),

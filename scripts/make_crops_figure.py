@@ -54,7 +54,7 @@ def main(argv=None) -> None:
   lr = evaluate.imresize(hr.astype(np.float64) / 255.0, 1.0 / args.scale)
   outs = [("bicubic", evaluate.bicubic(lr, args.scale))]
   for i, spec in enumerate(args.model):
-    model = evaluate.load_model(spec)
+    model = evaluate.model_from_spec(spec)
     label = args.label[i] if i < len(args.label) else model.name
     outs.append((label, model.upscale(lr, args.scale)))
   outs = [(n, np.asarray(metrics.im2uint8(o))) for n, o in outs]

@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lapsrn_jax import workdir
 from lapsrn_jax.data import pipeline
 from lapsrn_jax.models.cms_lapsrn import CMSLapSRN, softplus_inverse
-from lapsrn_jax.training import checkpointing, sharding, step as step_lib, validation
+from lapsrn_jax.training import sharding, step as step_lib, validation
 
 DEFAULT_RHOS = "0.01,0.03,0.1,0.2,0.3,0.6,1,3,10"
 
@@ -53,10 +54,10 @@ def main(argv=None) -> None:
   p.add_argument("--figure", type=pathlib.Path, help="PNG of PSNR and loss against rho")
   args = p.parse_args(argv)
 
-  model, params = checkpointing.load_trained(args.model)
+  model, params = workdir.load_trained(args.model)
   if not isinstance(model, CMSLapSRN) or model.fixed_rho:
     raise SystemExit(f"{args.model} is not a CMS-LapSRN with a learned rho")
-  config = checkpointing.read_config(checkpointing.resolve_run(args.model)[0])
+  config = workdir.read_config(workdir.resolve_run(args.model)[0])
   learned = float(jax.nn.softplus(params["upconv"]["theta"]))
   rhos = sorted({float(r) for r in args.rhos.split(",") if r} | {learned})
   if min(rhos) <= 0:

@@ -21,8 +21,9 @@ import time
 import jax
 import numpy as np
 
-from lapsrn_jax.training import checkpointing, sharding, step as step_lib
-from lapsrn_jax.upscale import load_model
+from lapsrn_jax import load_model
+from lapsrn_jax.training import sharding, step as step_lib
+from lapsrn_jax.workdir import read_config, resolve_run
 
 
 def main(argv=None) -> None:
@@ -36,13 +37,13 @@ def main(argv=None) -> None:
   if args.train_batches < 1:
     raise SystemExit("--train-batches must be >= 1")
 
-  config = checkpointing.read_config(checkpointing.resolve_run(args.run)[0])
+  config = read_config(resolve_run(args.run)[0])
   batches = sharding.run_batches(config, args.first_batch, args.train_batches,
                                  sharding.make_mesh())
   rows = []
   for spec in args.model:
     t0 = time.perf_counter()
-    model, params = load_model(spec)  # official:<stem> or a workdir / checkpoint
+    model, params = load_model(spec)  # official:<stem>, a .mat, or a workdir / checkpoint
     loss_fn = jax.jit(step_lib.make_loss_fn(model, config.train.batch_size,
                                             config.train.charbonnier_eps))
     per_batch = [loss_fn(params, b) for b in batches]

@@ -6,11 +6,15 @@ reason; set but pointing at missing files -> those tests fail (a broken CI set-u
 No test reaches the network: every test starts with `LAPSRN_WEIGHTS_URL` at a local address that
 refuses connections and `LAPSRN_CACHE_DIR` at a temporary folder of the session (a test may
 override both), so code that falls back to downloading official weights fails fast instead of
-fetching them or touching the user's cache.
+fetching them or touching the user's cache. `weights_server` serves a folder over HTTP on
+127.0.0.1 at `$LAPSRN_WEIGHTS_URL`, for the tests of downloads.
 """
 
+import functools
+import http.server
 import os
 import pathlib
+import threading
 
 import pytest
 
@@ -58,3 +62,39 @@ def require_file(folder: pathlib.Path, name: str) -> pathlib.Path:
   if not path.exists():
     pytest.fail(f"{path} is missing although its folder was given through the environment")
   return path
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+  """Serves the server's folder, records each path, and can cut a response after `cut` bytes."""
+
+  def log_message(self, *args):
+    pass
+
+  def do_GET(self):
+    self.server.seen.append(self.path)
+    if self.server.cut is None:
+      return super().do_GET()
+    data = pathlib.Path(self.translate_path(self.path)).read_bytes()
+    self.send_response(200)
+    self.send_header("Content-Length", str(len(data)))
+    self.end_headers()
+    self.wfile.write(data[:self.server.cut])
+    self.close_connection = True
+
+
+@pytest.fixture
+def weights_server(tmp_path, monkeypatch):
+  """A local HTTP server of `tmp_path/served`, at `$LAPSRN_WEIGHTS_URL` (`<root>/release/`)."""
+  root = tmp_path / "served"
+  (root / "release").mkdir(parents=True)
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                          functools.partial(_Handler, directory=str(root)))
+  httpd.seen, httpd.cut, httpd.folder = [], None, root / "release"
+  thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+  thread.start()
+  httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/release/"  # trailing slash tolerated
+  monkeypatch.setenv("LAPSRN_WEIGHTS_URL", httpd.url)
+  yield httpd
+  httpd.shutdown()
+  httpd.server_close()
+  thread.join()

@@ -420,11 +420,10 @@ def test_cms_precomputed_factor_equals_factorising_in_the_call(cms_case):
 
 def test_cms_output_depends_on_the_input_within_its_receptive_radius(cms_case):
   """The local solve gives CMS-LapSRN a finite reach: a change of the LR input moves no output
-  pixel further than `tiling.receptive_radius` LR pixels away (the image edges are far)."""
-  from lapsrn_jax.tiling import receptive_radius  # pylint: disable=import-outside-toplevel
+  pixel further than `model.receptive_radius(2)` LR pixels away (the image edges are far)."""
 
   model, params, _ = cms_case
-  radius = receptive_radius(model, 2)
+  radius = model.receptive_radius(2)
   size = 2 * radius + 12
   x = np.random.default_rng(12).random((1, size, size, 1)).astype(np.float32)
   bumped = x.copy()

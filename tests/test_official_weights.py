@@ -1,16 +1,13 @@
 """Fetching the official weights: lookup order, the verified cache, pooch downloads from a local
 HTTP server (never the internet), and the one-line errors."""
 
-import functools
 import hashlib
-import http.server
 import io
 import pathlib
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -24,40 +21,9 @@ def _sha256(path: pathlib.Path) -> str:
   return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-  """Serves the server's folder, records each path, and can cut a response after `cut` bytes."""
-
-  def log_message(self, *args):
-    pass
-
-  def do_GET(self):
-    self.server.seen.append(self.path)
-    if self.server.cut is None:
-      return super().do_GET()
-    data = pathlib.Path(self.translate_path(self.path)).read_bytes()
-    self.send_response(200)
-    self.send_header("Content-Length", str(len(data)))
-    self.end_headers()
-    self.wfile.write(data[:self.server.cut])
-    self.close_connection = True
-
-
 @pytest.fixture
-def server(tmp_path, monkeypatch):
-  """A local HTTP server of `tmp_path/served`, at `$LAPSRN_WEIGHTS_URL` (`<root>/release/`)."""
-  root = tmp_path / "served"
-  (root / "release").mkdir(parents=True)
-  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                          functools.partial(_Handler, directory=str(root)))
-  httpd.seen, httpd.cut, httpd.folder = [], None, root / "release"
-  thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-  thread.start()
-  httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}/release/"  # trailing slash tolerated
-  monkeypatch.setenv("LAPSRN_WEIGHTS_URL", httpd.url)
-  yield httpd
-  httpd.shutdown()
-  httpd.server_close()
-  thread.join()
+def server(weights_server):
+  return weights_server
 
 
 @pytest.fixture

@@ -123,23 +123,23 @@ def test_receptive_radius_bounds_the_gradient_support_tightly(name, fields, scal
   for sub in range(scale):  # every output pixel of the centre LR pixel (diagonal)
     g = np.asarray(grad(x, (n // 2) * scale + sub))[0, :, :, 0]
     reach = max(reach, int(np.abs(np.argwhere(g != 0) - n // 2).max()))
-  radius = tiling.receptive_radius(model, scale)
+  radius = model.receptive_radius(scale)
   assert reach <= radius <= reach + 1
 
 
 def test_receptive_radius_of_the_released_ms_lapsrn():
   # 1 (input conv) + sum over levels of (40 convs + 0.75 upconv) / 2^l + the residual conv.
   model = create_model("ms_lapsrn_d5r8")
-  assert [tiling.receptive_radius(model, s) for s in (2, 4, 8)] == [43, 63, 73]
+  assert [model.receptive_radius(s) for s in (2, 4, 8)] == [43, 63, 73]
   with pytest.raises(ValueError, match="levels"):
-    tiling.receptive_radius(create_model("lapsrn_x2"), 4)
+    create_model("lapsrn_x2").receptive_radius(4)
 
 
 @pytest.mark.parametrize("scale,shape,tile", [(2, (37, 29), 19), (4, (13, 30), 17)])
 def test_tiled_network_equals_the_untiled_network(scale, shape, tile):
   model, params = _tiny("ms_lapsrn", depth=2, recursions=1)
   fn = _network_fn(model, params, scale)
-  overlap = tiling.receptive_radius(model, scale)
+  overlap = model.receptive_radius(scale)
   assert tile < max(shape)  # really tiled
   y = np.random.default_rng(1).random(shape + (1,)).astype(np.float32)
   whole = fn(y[None])[0]
@@ -191,7 +191,7 @@ def test_tiled_cms_lapsrn_matches_the_untiled_network_within_its_decay_margin():
   # receptive_radius adds that halo per level: only the inverse's taps beyond it differ.
   model, params = _tiny("cms_lapsrn", depth=2, recursions=1, tie_to=1)
   fn = _network_fn(model, params, 2)
-  overlap = tiling.receptive_radius(model, 2)
+  overlap = model.receptive_radius(2)
   y = np.random.default_rng(4).random((45, 41, 1)).astype(np.float32)
   tile = 2 * overlap + 9
   assert tile < min(y.shape[:2])

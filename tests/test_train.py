@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lapsrn_jax import workdir as workdir_lib
 from lapsrn_jax.models import MSLapSRN
 from lapsrn_jax.training import checkpointing, loop, metric_writer, sharding
 
@@ -95,8 +96,8 @@ def runs(tmp_path_factory):
 def test_killed_run_restarts_from_its_checkpoint_and_ends_with_the_same_params(runs):
   assert runs.killed_rc == -signal.SIGKILL, "the run ended before it could be killed"
   assert runs.steps_at_kill and max(runs.steps_at_kill) < NUM_STEPS, runs.steps_at_kill
-  _, resumed = checkpointing.load_trained(runs.killed, prefer="latest")
-  _, reference = checkpointing.load_trained(runs.ref, prefer="latest")
+  _, resumed = workdir_lib.load_trained(runs.killed, prefer="latest")
+  _, reference = workdir_lib.load_trained(runs.ref, prefer="latest")
   resumed, reference = flat_params(resumed), flat_params(reference)
   assert resumed.keys() == reference.keys()
   for key in reference:  # same programs, same data order: bitwise equal on one CPU device
@@ -108,7 +109,7 @@ def test_killed_run_restarts_from_its_checkpoint_and_ends_with_the_same_params(r
 
 
 def test_run_writes_config_metrics_tensorboard_and_checkpoints(runs):
-  saved = checkpointing.read_config(runs.ref)
+  saved = workdir_lib.read_config(runs.ref)
   assert saved.to_dict() == json.loads(debug_config().to_json())
   records = metric_writer.read_metrics(runs.ref)
   train = [r for r in records if "train/loss" in r]
@@ -131,16 +132,16 @@ def test_keeps_the_latest_checkpoints_and_the_best_by_validation_psnr(runs):
 
 
 def test_load_trained_gives_the_model_and_the_best_params(runs):
-  model, params = checkpointing.load_trained(runs.ref)
+  model, params = workdir_lib.load_trained(runs.ref)
   assert isinstance(model, MSLapSRN)
   assert (model.depth, model.recursions, model.features) == (1, 1, 8)
   val = {r["step"]: r["val/psnr"] for r in metric_writer.read_metrics(runs.ref) if "val/psnr" in r}
   best = max(val, key=val.get)
-  _, from_step = checkpointing.load_trained(runs.ref / "checkpoints" / str(best))
+  _, from_step = workdir_lib.load_trained(runs.ref / "checkpoints" / str(best))
   a, b = flat_params(params), flat_params(from_step)
   assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
   with pytest.raises(FileNotFoundError, match="not a training workdir"):
-    checkpointing.load_trained(runs.ref / "tensorboard")
+    workdir_lib.load_trained(runs.ref / "tensorboard")
 
 
 def test_checkpoints_of_older_versions_with_a_grain_data_item_still_restore(tmp_path):
@@ -204,7 +205,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypa
                      match="non-finite training step 3.*last good checkpoint is step 2"):
     loop.train_and_evaluate(config, tmp_path)
   assert steps_on_disk(tmp_path) == [1, 2]
-  _, params = checkpointing.load_trained(tmp_path, prefer="latest")
+  _, params = workdir_lib.load_trained(tmp_path, prefer="latest")
   assert all(np.all(np.isfinite(v)) for v in flat_params(params).values())
 
 
@@ -284,8 +285,8 @@ def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_pa
   config.data.num_workers = 1
   second = loop.train_and_evaluate(config, tmp_path)
   assert second["step"] == NUM_STEPS
-  resumed = flat_params(checkpointing.load_trained(tmp_path, prefer="latest")[1])
-  reference = flat_params(checkpointing.load_trained(runs.ref, prefer="latest")[1])
+  resumed = flat_params(workdir_lib.load_trained(tmp_path, prefer="latest")[1])
+  reference = flat_params(workdir_lib.load_trained(runs.ref, prefer="latest")[1])
   for key in reference:  # in-process vs the CLI's process: equal up to float reassociation
     np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-7, err_msg=key)
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -312,11 +313,11 @@ def test_a_damaged_latest_checkpoint_is_skipped_when_loading(runs, tmp_path, cap
   assert 8 in steps_on_disk(workdir) and max(steps_on_disk(workdir)) == 12
   _damage(workdir / "checkpoints" / "12")
   with caplog.at_level("WARNING"):
-    _, params = checkpointing.load_trained(workdir, prefer="latest")
-    assert evaluate.load_model(str(workdir)).name == "ours:run"
+    _, params = workdir_lib.load_trained(workdir, prefer="latest")
+    assert evaluate.model_from_spec(str(workdir)).name == "ours:run"
   warnings = [r.getMessage() for r in caplog.records if "skipped damaged" in r.getMessage()]
   assert warnings and all("checkpoints/12 (" in w and "step 8" in w and "\n" not in w for w in warnings)
-  expected = flat_params(checkpointing.load_trained(runs.ref / "checkpoints" / "8")[1])
+  expected = flat_params(workdir_lib.load_trained(runs.ref / "checkpoints" / "8")[1])
   params = flat_params(params)
   assert all(np.array_equal(params[k], expected[k]) for k in expected)
   damaged = str(workdir / "checkpoints" / "12")
@@ -344,8 +345,8 @@ def test_resume_skips_a_damaged_latest_checkpoint_and_saves_its_step_again(runs,
   assert summary["step"] == NUM_STEPS
   assert (workdir / "damaged_checkpoints" / "12").is_dir()
   assert 12 in steps_on_disk(workdir)
-  resumed = flat_params(checkpointing.load_trained(workdir, prefer="latest")[1])
-  reference = flat_params(checkpointing.load_trained(runs.ref, prefer="latest")[1])
+  resumed = flat_params(workdir_lib.load_trained(workdir, prefer="latest")[1])
+  reference = flat_params(workdir_lib.load_trained(runs.ref, prefer="latest")[1])
   for key in reference:  # in-process vs the CLI's process: equal up to float reassociation
     np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-7, err_msg=key)
 
@@ -398,7 +399,7 @@ def test_two_processes_train_like_one_and_resume_after_one_is_killed(runs, tmp_p
   assert restart_rcs == [0, 0], [t[-3000:] for t in text[2:]]
   assert "resumed from" in text[2] and "process 0 of 2 done at step 12" in text[2]
   assert "process 1 of 2 done at step 12" in text[3]
-  resumed = flat_params(checkpointing.load_trained(workdir, prefer="latest")[1])
-  reference = flat_params(checkpointing.load_trained(runs.ref, prefer="latest")[1])
+  resumed = flat_params(workdir_lib.load_trained(workdir, prefer="latest")[1])
+  reference = flat_params(workdir_lib.load_trained(runs.ref, prefer="latest")[1])
   for key in reference:  # 2 devices vs 1: equal up to float reassociation
     np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-5, err_msg=key)

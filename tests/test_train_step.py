@@ -46,7 +46,10 @@ def test_cms_loss_shares_one_factorisation_and_matches_per_chunk_solves(monkeypa
 
 
 def test_models_without_a_solve_get_no_shared_factor():
-  ms = create_model("ms_lapsrn", depth=1, recursions=1, features=4)
-  assert step.shared_factor(ms, None) is None
-  cms_inf = create_model("cms_lapsrn", depth=1, recursions=1, features=4, fixed_rho=float("inf"))
-  assert step.shared_factor(cms_inf, None) is None
+  lr = jnp.zeros((1, 8, 8, 1), jnp.float32)
+  for model in (create_model("lapsrn", levels=1, depth=1, features=4),
+                create_model("ms_lapsrn", depth=1, recursions=1, features=4),
+                create_model("cms_lapsrn", depth=1, recursions=1, features=4, tie_to=1,
+                             fixed_rho=float("inf"))):
+    params = model.init(jax.random.key(0), lr, scale=2)["params"]
+    assert step.shared_factor(model, params) is None

@@ -171,6 +171,18 @@ class CMSLapSRN(nn.Module):
     self.residual_conv = layers.Conv(f, 1)
     self.img_up = layers.image_upsampler()
 
+  max_scale = None  # any power of two (the block and the upsampler are shared by all levels)
+
+  def receptive_radius(self, scale: int) -> int:
+    """LR pixels of context per side that determine an output pixel at `scale` (tiling).
+
+    The local solve adds its halo (`solve_halo` pixels of each level's grid): the taps of the
+    regularised inverse beyond it are below ~1e-6 of the largest for trained kernels, and the
+    solve ignores them, so windows overlapping by this radius match the whole image to ~1e-6.
+    """
+    return layers.pyramid_receptive_radius(layers.num_levels(scale), self.depth * self.recursions,
+                                           float(self.solve_halo))
+
   def tied_kernel(self) -> jax.Array:
     """The kernel of conv `tie_to` of the block: the parameter itself, not a copy."""
     return self.convs[self.tie_to - 1].kernel

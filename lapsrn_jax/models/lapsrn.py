@@ -40,7 +40,7 @@ class LapSRN(nn.Module):
 
   Parameters: `input_conv`, then `level_2x`, `level_4x`, ... (named by the scale they output;
   the official files number the same levels `level{L}`, ..., `level1`).
-  `apply(..., lr [N, H, W, 1], scale=None)` -> tuple of `[N, 2^l H, 2^l W, 1]` for l = 1 ..
+  `apply(..., lr [N, H, W, 1], scale=None)` (keyword) -> tuple of `[N, 2^l H, 2^l W, 1]` for l = 1 ..
   log2(scale) (`scale=None`: every level). `valid_hw=(h, w)` (int `[2]` or `[N, 2]`, may be
   traced): the images fill only the top-left `h x w` of `lr`; the outputs then equal the model on
   the images alone in the top-left `2^l h x 2^l w` and are zero elsewhere (size buckets).
@@ -56,8 +56,22 @@ class LapSRN(nn.Module):
     self.pyramid = [LapSRNLevel(self.depth, self.features, name=f"level_{2 ** (i + 1)}x")
                     for i in range(self.levels)]
 
-  def __call__(self, lr: jax.Array, scale: int | None = None, *,
-               valid_hw: jax.Array | None = None) -> tuple[jax.Array, ...]:
+  @property
+  def max_scale(self) -> int:
+    """The largest scale the pyramid reaches: `2**levels`."""
+    return 2 ** self.levels
+
+  def receptive_radius(self, scale: int) -> int:
+    """LR pixels of context per side that determine an output pixel at `scale` (tiling)."""
+    return layers.pyramid_receptive_radius(layers.num_levels(scale, self.levels), self.depth)
+
+  def factor(self) -> None:
+    """No image-independent precomputation (CMS-LapSRN has one): None."""
+    return None
+
+  def __call__(self, lr: jax.Array, *, scale: int | None = None,
+               valid_hw: jax.Array | None = None, factor: None = None) -> tuple[jax.Array, ...]:
+    del factor  # the common interface (see `lapsrn_jax.models`); LapSRN has none
     layers.check_input(lr)
     n = self.levels if scale is None else layers.num_levels(scale, self.levels)
     keep = layers.valid_region(lr.shape[1:3], valid_hw)

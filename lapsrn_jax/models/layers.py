@@ -10,6 +10,7 @@ Transposed convolutions store the kernel of the stride-2 convolution they are th
 upsampler use a conv kernel of the recursive block in place of the transposed-conv kernel.
 """
 
+import math
 from typing import Callable
 
 import flax.linen as nn
@@ -190,3 +191,29 @@ def check_input(lr: jax.Array) -> None:
   """ValueError unless `lr` is `[N, H, W, 1]`."""
   if lr.ndim != 4 or lr.shape[-1] != 1:
     raise ValueError(f"expected the LR Y channel as [N, H, W, 1], got shape {tuple(lr.shape)}")
+
+
+# Receptive radii, in pixels of the layer's input grid, of the ops of the family: 3x3 conv, 1
+# pixel; the 2x transposed convs (3x3 crop [0 1 0 1] and 4x4 crop 1): an output pixel reads input
+# pixels whose centres lie within 0.75 input pixels of its own.
+_CONV_RADIUS, _UPCONV_RADIUS, _IMAGE_UP_RADIUS = 1.0, 0.75, 0.75
+
+
+def pyramid_receptive_radius(levels: int, convs: int, extra: float = 0.0) -> int:
+  """Input pixels of context per side that determine an output pixel of a Laplacian pyramid.
+
+  The input conv, then per level l (grid 2^l times the input) `convs` 3x3 convs, the 2x feature
+  upsampler (plus `extra` pixels of its own grid, e.g. a local solve's halo), in parallel the 2x
+  image upsampler, and the residual conv that joins the two paths. Output pixels of an input
+  pixel `p` depend only on input pixels within the returned (Chebyshev) distance of `p`.
+
+  Returns:
+    `ceil` of the radius in input pixels.
+  """
+  feats, image = _CONV_RADIUS, 0.0  # after the input conv; the level-0 image is the input itself
+  for level in range(levels):
+    feats += (convs * _CONV_RADIUS + _UPCONV_RADIUS + extra) / 2 ** level
+    image = max(image + _IMAGE_UP_RADIUS / 2 ** level,
+                feats + _CONV_RADIUS / 2 ** (level + 1))  # + the residual conv
+  return math.ceil(image)
+

@@ -106,8 +106,19 @@ class MSLapSRN(nn.Module):
     convs = [(c.kernel, c.bias) for c in self.convs]
     return recursive_block(x, convs, self.recursions, self.skip, keep)
 
-  def __call__(self, lr: jax.Array, *, scale: int,
-               valid_hw: jax.Array | None = None) -> tuple[jax.Array, ...]:
+  max_scale = None  # any power of two (the block is shared by all levels)
+
+  def receptive_radius(self, scale: int) -> int:
+    """LR pixels of context per side that determine an output pixel at `scale` (tiling)."""
+    return layers.pyramid_receptive_radius(layers.num_levels(scale), self.depth * self.recursions)
+
+  def factor(self) -> None:
+    """No image-independent precomputation (CMS-LapSRN has one): None."""
+    return None
+
+  def __call__(self, lr: jax.Array, *, scale: int, valid_hw: jax.Array | None = None,
+               factor: None = None) -> tuple[jax.Array, ...]:
+    del factor  # the common interface (see `lapsrn_jax.models`); MS-LapSRN has none
     layers.check_input(lr)
     keep = layers.valid_region(lr.shape[1:3], valid_hw)
     return pyramid(lr, layers.num_levels(scale), self.input_conv, lambda x: self.block(x, keep),

@@ -9,6 +9,7 @@
 - `step`: the jitted training step (loss, grads, update, finite check).
 - `initialization`: parameter init (random or from official / our own weights).
 - `validation`: jitted PSNR/SSIM on fixed-size validation crops, next to bicubic.
-- `checkpointing`: orbax CheckpointManager (latest N + best), resume, `load_trained`.
+- `checkpointing`: orbax CheckpointManager (latest N + best), resume (reading a trained model
+  is `lapsrn_jax.workdir.load_trained`).
 - `metric_writer`: metrics as JSON lines and TensorBoard events.
 """

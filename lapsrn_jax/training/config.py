@@ -14,7 +14,6 @@ from lapsrn_jax.data.pipeline import scale_batch_sizes
 from lapsrn_jax.training import optimizer
 
 SCALES = (2, 4, 8)
-OFFICIAL_PREFIX = "official:"
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -25,10 +24,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.name = "ms_lapsrn_d5r8"  # A `lapsrn_jax.models.create_model` name.
   c.model.overrides = ml_collections.ConfigDict()  # create_model field overrides, e.g. depth=2.
-  # Initial params: "" = random (official init); "official:MSLapSRN_D5R8" = that .mat in
-  # $LAPSRN_WEIGHTS_DIR (MS-LapSRN weights are converted for CMS-LapSRN models, rho = the model's
-  # rho_init); a path to an official .mat; or a workdir / checkpoint of ours. Ignored when the
-  # workdir already holds a checkpoint (resume wins).
+  # Initial params: "" = random (official init), or any `lapsrn_jax.load_model` spec:
+  # "official:MSLapSRN_D5R8" (from $LAPSRN_WEIGHTS_DIR, else downloaded once and verified), a .mat
+  # file, or a workdir / checkpoint of ours. MS-LapSRN weights are converted for CMS-LapSRN
+  # models (rho = the model's rho_init). Ignored when the workdir already holds a checkpoint.
   c.init_from = ""
 
   c.data = ml_collections.ConfigDict()  # Passed to lapsrn_jax.data (make_train_iterator, ...).
@@ -265,13 +264,6 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
       _fail(f"data.{name}={spec!r} uses an environment variable that is not set "
             f"(e.g. export LAPSRN_DATA_DIR=/path/to/data)")
   _positive_int(config.data.num_workers, "data.num_workers", zero_ok=True)
-  if config.init_from.startswith(OFFICIAL_PREFIX) and "$" in os.path.expandvars(
-      official_weights_path(config.init_from)):
-    _fail(f"init_from={config.init_from!r} needs LAPSRN_WEIGHTS_DIR to be set")
-
-
-def official_weights_path(spec: str) -> str:
-  """`official:MSLapSRN_D5R8` -> `$LAPSRN_WEIGHTS_DIR/MSLapSRN_D5R8.mat` (not yet expanded)."""
-  name = spec[len(OFFICIAL_PREFIX):]
-  return os.path.join("$LAPSRN_WEIGHTS_DIR", name if name.endswith(".mat") else name + ".mat")
+  if "$" in os.path.expandvars(config.init_from):
+    _fail(f"init_from={config.init_from!r} uses an environment variable that is not set")
 

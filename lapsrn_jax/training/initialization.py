@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lapsrn_jax.training import checkpointing
-from lapsrn_jax.training.config import OFFICIAL_PREFIX, official_weights_path
+from lapsrn_jax.loading import load_model
 
 
 def random_params(model: nn.Module, rng: jax.Array, *, lr_size: int, scale: int):
@@ -18,26 +17,24 @@ def random_params(model: nn.Module, rng: jax.Array, *, lr_size: int, scale: int)
   return model.init(rng, jnp.zeros((1, lr_size, lr_size, 1), jnp.float32), scale=scale)["params"]
 
 
-def _loaded_params(spec: str, model: nn.Module, config: ml_collections.ConfigDict | None = None):
-  """Params named by `init_from` (see `base_config`), converted for `model` where needed.
+def _loaded_params(spec: str, model: nn.Module, expected,
+                   config: ml_collections.ConfigDict | None = None):
+  """Params named by `init_from` (any `lapsrn_jax.load_model` spec; `$VARIABLES` expanded),
+  converted for `model` (whose params look like `expected`) where needed.
 
-  MS-LapSRN weights loaded for a CMS-LapSRN model are converted (`weights.cms_params_from_ms`) and,
-  when `config.upsampler_fit.steps > 0`, get the stage-1 upsampler fit (`fit_converted_upsampler`).
+  MS-LapSRN weights (a transposed-conv `upconv`) loaded for a model with a tied upsampler
+  (CMS-LapSRN: `upconv` holds no kernel) are converted (`weights.cms_params_from_ms`) and, when
+  `config.upsampler_fit.steps > 0`, get the stage-1 upsampler fit (`fit_converted_upsampler`).
   """
-  from lapsrn_jax.models import CMSLapSRN
   from lapsrn_jax import weights
 
-  path = os.path.expandvars(official_weights_path(spec) if spec.startswith(OFFICIAL_PREFIX)
-                            else spec)
-  if path.endswith(".mat"):
-    ms_model, params = weights.load_official(path)
-    if isinstance(model, CMSLapSRN) and "kernel" in params.get("upconv", {}):
-      cms = weights.cms_params_from_ms(params, model.tie_to, model.rho_init)
-      if config is not None and config.upsampler_fit.steps:
-        cms = fit_converted_upsampler(model, cms, ms_model, params, config)
-      return cms
-    return params
-  return checkpointing.load_trained(path)[1]
+  loaded_model, params = load_model(os.path.expandvars(spec))
+  if "kernel" in params.get("upconv", {}) and "kernel" not in expected.get("upconv", {}):
+    cms = weights.cms_params_from_ms(params, model.tie_to, model.rho_init)
+    if config is not None and config.upsampler_fit.steps:
+      cms = fit_converted_upsampler(model, cms, loaded_model, params, config)
+    return cms
+  return params
 
 
 def fit_converted_upsampler(model: nn.Module, cms_params, ms_model: nn.Module, ms_params,
@@ -101,6 +98,6 @@ def initial_params(model: nn.Module, config: ml_collections.ConfigDict, rng: jax
     with jax.threefry_partitionable(False):
       return jax.jit(init)(rng)
   expected = jax.eval_shape(init, rng)
-  loaded = _loaded_params(config.init_from, model, config)
+  loaded = _loaded_params(config.init_from, model, expected, config)
   check_same_structure(loaded, expected, config.init_from)
   return jax.tree.map(lambda x, ref: jnp.asarray(x, ref.dtype), loaded, expected)

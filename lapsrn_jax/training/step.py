@@ -1,6 +1,5 @@
 """The jitted training step: loss over all scales and levels, gradients, optimiser update."""
 
-import math
 from typing import Callable
 
 import flax.linen as nn
@@ -9,7 +8,6 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from lapsrn_jax.models import CMSLapSRN
 from lapsrn_jax.training import losses, sharding
 from lapsrn_jax.training.state import TrainState
 
@@ -20,15 +18,13 @@ def _all_finite(tree) -> jax.Array:
 
 
 def shared_factor(model: nn.Module, params):
-  """CMS-LapSRN: the upsampler's factor, computed once per step for every scale and level.
+  """The model's image-independent factor, computed once per step for every scale and level.
 
-  The local solve's factor depends on the tied kernel and theta only (not on the grid sizes), so
-  one `factor` call serves every chunk of the batch. Computed inside the differentiated loss, so
-  gradients reach the tied kernel and theta through it. None for models without a solve (LapSRN,
-  MS-LapSRN, CMS-LapSRN with `fixed_rho=inf`).
+  CMS-LapSRN's local solve factor depends on the tied kernel and theta only (not on the grid
+  sizes), so one `factor` call serves every chunk of the batch. Computed inside the
+  differentiated loss, so gradients reach the tied kernel and theta through it. None for models
+  without one (LapSRN, MS-LapSRN, CMS-LapSRN with `fixed_rho=inf`).
   """
-  if not isinstance(model, CMSLapSRN) or model.fixed_rho == math.inf:
-    return None
   return model.apply({"params": params}, method="factor")
 
 
@@ -44,8 +40,7 @@ def make_loss_fn(model: nn.Module, batch_size: int, eps: float) -> Callable:
     factor = shared_factor(model, params)
     for key in sorted(batch, key=lambda k: int(k[1:])):
       chunk = batch[key]
-      extra = {} if factor is None else {"factor": factor}
-      outputs = model.apply({"params": params}, chunk["lr"], scale=int(key[1:]), **extra)
+      outputs = model.apply({"params": params}, chunk["lr"], scale=int(key[1:]), factor=factor)
       per_image = losses.pyramid_loss_per_image(outputs, chunk["targets"], eps)
       per_scale[f"loss_{key}"] = losses.batch_loss([per_image], [chunk["weight"]], batch_size)
     return sum(per_scale.values()), per_scale

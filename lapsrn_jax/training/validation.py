@@ -38,7 +38,7 @@ def center_crop(img: np.ndarray, size: int, name: str = "") -> np.ndarray:
 
 
 def _quantize(x: jax.Array) -> jax.Array:
-  return jnp.floor(jnp.clip(x, 0.0, 1.0) * 255.0 + 0.5) / 255.0
+  return metrics.im2uint8(x) / 255.0
 
 
 class Validator:
