@@ -19,7 +19,8 @@ __version__ = "0.1.0"
 
 from lapsrn_jax import xla_cpu as _xla_cpu
 
-_xla_cpu.tune()  # before JAX starts its CPU backend; see lapsrn_jax/xla_cpu.py (opt out: LAPSRN_XLA_CPU_TUNING=0)
+# Before JAX starts its CPU backend; see lapsrn_jax/xla_cpu.py (opt out: LAPSRN_XLA_CPU_TUNING=0).
+_xla_cpu.tune()
 
 _LAZY = {
     "create_model": "lapsrn_jax.models",

@@ -1,12 +1,12 @@
 """Tiled inference: run an SR function on overlapping windows of one size, with bounded memory.
 
 `tiled_apply(fn, image, scale=s, tile=T, overlap=m)` equals `fn(image)` when `m` covers the
-receptive field of `fn` (`model.receptive_radius(scale)`): every output pixel is taken from a window that holds
-its whole receptive field, and windows never extend past the image (the last window of a row or
-column is shifted inwards instead of padded), so the zero padding that the network sees at the
-image border is the same as when it runs on the whole image. All windows of an image have the
-same shape, `(min(H, T), min(W, T))`, so a jitted `fn` compiles once per shape: once for every
-image at least `T x T`, once per distinct smaller size otherwise.
+receptive field of `fn` (`model.receptive_radius(scale)`): every output pixel is taken from a window
+that holds its whole receptive field, and windows never extend past the image (the last window of a
+row or column is shifted inwards instead of padded), so the zero padding that the network sees at
+the image border is the same as when it runs on the whole image. All windows of an image have the
+same shape, `(min(H, T), min(W, T))`, so a jitted `fn` compiles once per shape: once for every image
+at least `T x T`, once per distinct smaller size otherwise.
 
 `self_ensemble(fn)` is the x8 geometric ensemble (average over the 8 rotations/flips), applied
 inside each window, so tiling it stays exact.

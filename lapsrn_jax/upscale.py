@@ -181,8 +181,8 @@ def main(argv=None) -> int:
     overlap = (model.receptive_radius(network_scale(model, args.scale)) if args.overlap is None
                else args.overlap)
     if args.tile <= 2 * overlap:
-      raise ValueError(f"--tile {args.tile} leaves no room inside an overlap of {overlap} pixels per "
-                       f"side: use --tile {2 * overlap + 1} or more (or a smaller --overlap)")
+      raise ValueError(f"--tile {args.tile} leaves no room inside an overlap of {overlap} pixels "
+                       f"per side: use --tile {2 * overlap + 1} or more (or a smaller --overlap)")
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -148,7 +148,7 @@ class CMSLapSRN(nn.Module):
   tau_grad: bool = False
   features: int = 64
   fixed_rho: float = 0.0  # ablation: > 0 = this rho instead of the learned one; inf = tied convT
-  upsampler_kernel_grad: bool = True  # ablation: False = no gradient from the upsampler to the kernel
+  upsampler_kernel_grad: bool = True  # ablation: False = no upsampler gradient to the kernel
   solve_tile: int = DEFAULT_TILE  # LR pixels kept per window of the local solve (44)
   solve_halo: int = DEFAULT_HALO  # LR pixels of context per window side (10): window 64 x 64
 

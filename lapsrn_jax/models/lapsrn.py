@@ -40,8 +40,8 @@ class LapSRN(nn.Module):
 
   Parameters: `input_conv`, then `level_2x`, `level_4x`, ... (named by the scale they output;
   the official files number the same levels `level{L}`, ..., `level1`).
-  `apply(..., lr [N, H, W, 1], scale=None)` (keyword) -> tuple of `[N, 2^l H, 2^l W, 1]` for l = 1 ..
-  log2(scale) (`scale=None`: every level). `valid_hw=(h, w)` (int `[2]` or `[N, 2]`, may be
+  `apply(..., lr [N, H, W, 1], scale=None)` (keyword) -> tuple of `[N, 2^l H, 2^l W, 1]` for
+  l = 1 .. log2(scale) (`scale=None`: every level). `valid_hw=(h, w)` (int `[2]` or `[N, 2]`, may be
   traced): the images fill only the top-left `h x w` of `lr`; the outputs then equal the model on
   the images alone in the top-left `2^l h x 2^l w` and are zero elsewhere (size buckets).
   """

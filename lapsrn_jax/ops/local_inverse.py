@@ -4,8 +4,8 @@
 `C × C` matrix per frequency of that grid, so memory grows with the image and every new size needs
 a new factorisation. But `(G + λI)⁻¹` is a *local* filter: for well-conditioned kernels (the trained
 MS-LapSRN block convs at the regularisations used) its spatial taps fall below ~2e-6 of the largest
-beyond 8 LR pixels and to float32 noise beyond 12 (`docs/inverse_convolution.md`). So the solve is done
-overlap-save:
+beyond 8 LR pixels and to float32 noise beyond 12 (`docs/inverse_convolution.md`). So the solve is
+done overlap-save:
 
 - the LR map is extended beyond its edges exactly as the global solve sees it (numpy
   `'symmetric'` padding by `pad` pixels, then periodic with the padded period; `pad = 0`:
@@ -16,10 +16,10 @@ overlap-save:
 - only the tile centres are kept, then `x = Cᵀ z` as in the global solve.
 
 Only taps beyond `halo` are lost, so the result equals the global solve up to the filter's
-truncation (~1e-7 relative for the default `halo = 10` on the trained kernels; `tests/test_local_inverse.py`
-checks it against the global solve and a dense-matrix oracle). The output at a pixel depends on
-the input within `halo` LR pixels (plus the kernel's own reach), so tiling and size buckets are
-exact to that level as well.
+truncation (~1e-7 relative for the default `halo = 10` on the trained kernels;
+`tests/test_local_inverse.py` checks it against the global solve and a dense-matrix oracle). The
+output at a pixel depends on the input within `halo` LR pixels (plus the kernel's own reach), so
+tiling and size buckets are exact to that level as well.
 
 `valid_hw` runs the solve on the valid top-left region of a larger canvas (size buckets): the
 extension is built around the valid region (gathers with traced indices), so the values there are

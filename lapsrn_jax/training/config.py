@@ -183,10 +183,11 @@ def _scales(value, name: str) -> None:
 def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | None = None) -> None:
   """Raises `ValueError` naming the field for any bad value; cheap (touches no data or devices).
 
-  Checks: every float of train, optim, upsampler_fit, eval, checkpoint and data is finite
-  (model overrides may be infinite: `fixed_rho=inf`), scales, patch size divisible by max scale, batch large enough for one image per scale
-  and divisible by `num_devices`, a known model that has enough pyramid levels, a known optimiser,
-  positive step counts and learning rates, data specs present, eval crop divisible by the scales.
+  Checks: every float of train, optim, upsampler_fit, eval, checkpoint and data is finite (model
+  overrides may be infinite: `fixed_rho=inf`), scales, patch size divisible by max scale, batch
+  large enough for one image per scale and divisible by `num_devices`, a known model that has enough
+  pyramid levels, a known optimiser, positive step counts and learning rates, data specs present,
+  eval crop divisible by the scales.
   """
   from lapsrn_jax.models import create_model  # deferred: models import jax/flax
 

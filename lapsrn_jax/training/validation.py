@@ -5,8 +5,8 @@ scale). For scale s: `LR = imresize(Y(HR), 1/s)` (MATLAB bicubic, float64; equal
 resized RGB image because both maps are affine), the network's last output is clipped to [0, 1] and
 quantised like `im2uint8`, and PSNR (peak 1) / SSIM (MATLAB `ssim`) are taken on Y with `s` pixels
 shaved per border against the float Y of the uint8 HR image. This follows the paper protocol
-(docs/evaluation_protocol.md) except that the SR image is quantised in Y rather than after conversion to
-RGB; the bicubic baseline is scored the same way.
+(docs/evaluation_protocol.md) except that the SR image is quantised in Y rather than after
+conversion to RGB; the bicubic baseline is scored the same way.
 """
 
 from typing import Sequence
