@@ -151,6 +151,9 @@ def test_cms_finetune_config_args_set_schedule_and_ablation_overrides():
   c = cms_finetune_config(3, "scratch")
   assert c.init_from == "" and c.upsampler_fit.steps == 0
   validate_config(cms_finetune_config(3, "pad0"))
+  c = cms_finetune_config(3, "cpu")
+  validate_config(c)
+  assert (c.train.batch_size, c.train.patch_size, c.init_from) == (8, 64, "official:MSLapSRN_D5R8")
   with pytest.raises(ValueError, match="unknown config arg.*'pad1'"):
     cms_finetune_config(3, "pad1")
 

@@ -1,0 +1,138 @@
+"""Trains for a CPU budget, in resumable segments, and reports validation PSNR per CPU-hour.
+
+    python scripts/cpu_budget_train.py --config configs/cms_lapsrn_d5r8_conv3.py:cpu \\
+        --workdir workdirs/cms_conv3_cpu --budget-hours 3 --cores 2
+    python scripts/cpu_budget_train.py --workdir workdirs/cms_conv3_cpu --report  # the curve
+
+Runs `python -m lapsrn_jax.train --config CONFIG --workdir WORKDIR
+--config.train.max_seconds=SEGMENT` again and again; each run resumes from the workdir's last
+checkpoint. After each segment it appends to `WORKDIR/cpu_budget.jsonl` the child's CPU time
+(user + system, seconds), its wall time and the step reached. It stops when the CPU time of all
+segments reaches `budget_hours x cores x 3600` (the budget of a machine with `cores` cores fully
+used for `budget_hours`: counting CPU time rather than wall time keeps the budget honest on a
+shared machine) or when training ends. Killed at any moment, running the same command again goes
+on from the last finished segment (a segment cut short is not counted: at most one segment of CPU
+is lost).
+
+`--report` prints, for each validation in `WORKDIR/metrics.jsonl`, the step, the CPU-hours spent
+to reach it (interpolated by step within its segment) and the validation PSNR per scale, as a
+Markdown table, and with `--json OUT` writes the same rows.
+"""
+
+import argparse
+import json
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+LEDGER = "cpu_budget.jsonl"
+
+
+def _children_cpu() -> float:
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _ledger(workdir: pathlib.Path) -> list[dict]:
+  path = workdir / LEDGER
+  if not path.is_file():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _last_step(workdir: pathlib.Path) -> int:
+  folder = workdir / "checkpoints"
+  steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+  return max(steps, default=0)
+
+
+def train(config: str, workdir: pathlib.Path, budget_hours: float, cores: int,
+          segment_seconds: float, extra: list[str]) -> None:
+  budget = budget_hours * cores * 3600.0
+  workdir.mkdir(parents=True, exist_ok=True)
+  while True:
+    spent = sum(row["cpu_seconds"] for row in _ledger(workdir))
+    if spent >= budget:
+      print(f"budget spent: {spent / 3600:.2f} CPU-hours of {budget / 3600:.2f}")
+      return
+    seconds = min(segment_seconds, (budget - spent) / cores)
+    start_step, cpu0, wall0 = _last_step(workdir), _children_cpu(), time.time()
+    cmd = [sys.executable, "-m", "lapsrn_jax.train", "--config", config, "--workdir",
+           str(workdir), f"--config.train.max_seconds={seconds:.0f}", *extra]
+    print("running:", " ".join(cmd), flush=True)
+    status = subprocess.run(cmd, check=False).returncode
+    if status:
+      raise SystemExit(f"training exited with status {status}; fix it and run this again")
+    row = {"start_step": start_step, "end_step": _last_step(workdir),
+           "cpu_seconds": round(_children_cpu() - cpu0, 1),
+           "wall_seconds": round(time.time() - wall0, 1),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with open(workdir / LEDGER, "a", encoding="utf-8") as f:
+      f.write(json.dumps(row) + "\n")
+    print(f"segment: steps {row['start_step']} -> {row['end_step']}, "
+          f"{row['cpu_seconds'] / 3600:.2f} CPU-hours", flush=True)
+    if row["end_step"] == row["start_step"]:  # nothing left to train (num_steps reached)
+      return
+
+
+def _cpu_hours_at(step: int, ledger: list[dict]) -> float | None:
+  """CPU-hours spent when `step` was reached (linear in steps within its segment)."""
+  spent = 0.0
+  for row in ledger:
+    a, b = row["start_step"], row["end_step"]
+    if step <= b:
+      frac = 0.0 if b == a else (step - a) / (b - a)
+      return (spent + max(frac, 0.0) * row["cpu_seconds"]) / 3600
+    spent += row["cpu_seconds"]
+  return None
+
+
+def report(workdir: pathlib.Path, out: pathlib.Path | None) -> None:
+  ledger = _ledger(workdir)
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
+             if line.strip()]
+  rows, seen = [], set()
+  for r in records:
+    keys = sorted((k for k in r if k.startswith("val/psnr_x")),
+                  key=lambda k: int(k[len("val/psnr_x"):]))
+    if not keys or r["step"] in seen:
+      continue
+    seen.add(r["step"])
+    hours = _cpu_hours_at(r["step"], ledger)
+    rows.append({"step": r["step"], "cpu_hours": None if hours is None else round(hours, 3),
+                 **{k.split("/")[1]: round(r[k], 3) for k in keys}})
+  scales = [k for k in rows[0] if k.startswith("psnr_x")] if rows else []
+  print("| step | CPU-hours | " + " | ".join(scales) + " |")
+  print("|---|---|" + "---|" * len(scales))
+  for row in rows:
+    hours = "—" if row["cpu_hours"] is None else f"{row['cpu_hours']:.2f}"
+    print(f"| {row['step']} | {hours} | " + " | ".join(f"{row[s]:.2f}" for s in scales) + " |")
+  if out:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"workdir": workdir.name, "segments": ledger, "validations": rows},
+                              indent=1))
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--config", help="config file[:arg] (required unless --report)")
+  p.add_argument("--workdir", type=pathlib.Path, required=True)
+  p.add_argument("--budget-hours", type=float, default=3.0, help="hours of the whole machine")
+  p.add_argument("--cores", type=int, default=2, help="cores of the machine the budget is for")
+  p.add_argument("--segment-minutes", type=float, default=30.0, help="wall minutes per segment")
+  p.add_argument("--report", action="store_true", help="print the PSNR / CPU-hour curve")
+  p.add_argument("--json", type=pathlib.Path, help="with --report: also write it as JSON")
+  args, extra = p.parse_known_args(argv)
+  if args.report:
+    report(args.workdir, args.json)
+  elif not args.config:
+    p.error("--config is required to train")
+  else:
+    train(args.config, args.workdir, args.budget_hours, args.cores, 60 * args.segment_minutes,
+          extra)
+
+
+if __name__ == "__main__":
+  main()
