@@ -4,6 +4,8 @@
         --workdir workdirs/cms_conv3_cpu --budget-hours 3 --cores 2
     python scripts/cpu_budget_train.py --workdir workdirs/cms_conv3_cpu --report  # the curve
 
+Arguments after the known ones (e.g. `--config.train.progress_bar=False`) go to the train CLI.
+
 Runs `python -m lapsrn_jax.train --config CONFIG --workdir WORKDIR
 --config.train.max_seconds=SEGMENT` again and again; each run resumes from the workdir's last
 checkpoint. After each segment it appends to `WORKDIR/cpu_budget.jsonl` the child's CPU time
@@ -125,6 +127,7 @@ def main(argv=None) -> None:
   p.add_argument("--report", action="store_true", help="print the PSNR / CPU-hour curve")
   p.add_argument("--json", type=pathlib.Path, help="with --report: also write it as JSON")
   args, extra = p.parse_known_args(argv)
+  extra = [a for a in extra if a != "--"]  # the rest goes to lapsrn_jax.train
   if args.report:
     report(args.workdir, args.json)
   elif not args.config:
