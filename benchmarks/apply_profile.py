@@ -28,7 +28,8 @@ from lapsrn_jax import ops
 from lapsrn_jax.models import layers
 from lapsrn_jax.ops.stride2 import transpose_conv_window
 
-inverse_conv = importlib.import_module("lapsrn_jax.ops.inverse_conv")  # the module, not the function
+inverse_conv = importlib.import_module(
+    "lapsrn_jax.ops.inverse_conv")  # the module, not the function
 
 
 def median_ms(fn, *args, repeats: int) -> float:
@@ -54,7 +55,8 @@ def main() -> None:
   n, h, c, pad = a.batch, a.lr, a.channels, a.pad
   kernel = jnp.asarray(rng.standard_normal((3, 3, c, c)) * 0.05, jnp.float32)
   y = jnp.asarray(rng.standard_normal((n, h, h, c)), jnp.float32)
-  factor = ops.factorize(kernel, 0.1 * inverse_conv.gram_scale(kernel), (h, h), boundary="symmetric", pad=pad)
+  factor = ops.factorize(kernel, 0.1 * inverse_conv.gram_scale(kernel), (h, h),
+                         boundary="symmetric", pad=pad)
   hp = h + 2 * pad
   wf, f = hp // 2 + 1, hp * (hp // 2 + 1)
   y_pad = jnp.pad(y, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="symmetric")
@@ -63,14 +65,18 @@ def main() -> None:
   gflop = 8 * f * n * c * c / 1e9
   pieces = [
       ("apply total", lambda y: ops.apply(factor, y), (y,)),
-      ("MS feature convT (what apply replaces)", lambda y: layers.conv_transpose2x(y, kernel, layers.FEATURE_UP_CROP), (y,)),
-      ("pad symmetric", lambda y: jnp.pad(y, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="symmetric"), (y,)),
+      ("MS feature convT (what apply replaces)",
+       lambda y: layers.conv_transpose2x(y, kernel, layers.FEATURE_UP_CROP), (y,)),
+      ("pad symmetric",
+       lambda y: jnp.pad(y, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="symmetric"), (y,)),
       ("rfft2 (+ NHWC->NCHW)", lambda y: jnp.fft.rfft2(jnp.transpose(y, (0, 3, 1, 2))), (y_pad,)),
       ("transpose to [F, N, C]", lambda s: s.transpose(2, 3, 0, 1).reshape(f, n, c), (spec,)),
       (f"complex GEMM [{f}, {n}, {c}] @ [{f}, {c}, {c}]", jnp.matmul, (rows, factor.inverse)),
       ("transpose back", lambda r: r.reshape(hp, wf, n, c).transpose(2, 3, 0, 1), (rows,)),
-      ("irfft2 (+ NCHW->NHWC)", lambda s: jnp.fft.irfft2(s, s=(hp, hp)).transpose(0, 2, 3, 1), (spec,)),
-      ("C^T on the window", lambda z: transpose_conv_window(z, kernel, (pad, pad), (h, h)), (y_pad,)),
+      ("irfft2 (+ NCHW->NHWC)", lambda s: jnp.fft.irfft2(s, s=(hp, hp)).transpose(0, 2, 3, 1),
+       (spec,)),
+      ("C^T on the window", lambda z: transpose_conv_window(z, kernel, (pad, pad), (h, h)),
+       (y_pad,)),
   ]
   print(f"{jax.__version__=}, LR {h}², batch {n}, {c} channels, pad {pad}; median of {a.repeats}")
   print("| piece | ms |\n|---|---|")

@@ -9,8 +9,8 @@ one in JAX, and PyTorch's oneDNN convolution on the same shapes, each in its own
   xla-onednn    YNNPACK off, `--xla_cpu_use_onednn` with its convolution fusion enabled
   shift-gemm    one GEMM `[N Hp Wp, C] @ [C, 9 O]`, then the 9 shifted slices summed
   im2col        the 9 shifted copies concatenated, one GEMM `[N H W, 9 C] @ [9 C, O]`
-  winograd-2/4  Winograd F(2×2, 3×3) / F(4×4, 3×3): 2.25× / 4× fewer multiplies, as transforms +
-                one batched matmul (the reformulations run with the xla-eigen flags)
+  winograd-2/4  Winograd F(2×2, 3×3) / F(4×4, 3×3): 2.25× / 4× fewer multiplies, as
+                transforms + one batched matmul (the reformulations run with the xla-eigen flags)
   torch-nhwc    torch.nn.functional.conv2d, channels_last, `torch.set_num_threads(cpu_count)`
 
 Every other JAX formulation is checked against `lax.conv_general_dilated` first (max |diff|
@@ -47,7 +47,8 @@ VARIANTS = {
     "xla-ynn": ("lax", ""),
     "xla-eigen": ("lax", ""),
     "xla-onednn": ("lax", f"{YNN_OFF} --xla_cpu_use_onednn=true "
-                   "--xla_cpu_experimental_onednn_fusion_type=+LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"),
+                   "--xla_cpu_experimental_onednn_fusion_type="
+                   "+LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"),
     "shift-gemm": ("shift_gemm", ""),
     "im2col": ("im2col", ""),
     "winograd-2": ("winograd2", ""),
@@ -80,12 +81,14 @@ def formulation(name: str):
   from jax import lax
 
   def conv_lax(x, w):
-    return lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
   def shift_gemm(x, w):
     n, h, wd, c = x.shape
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    y = jnp.dot(xp.reshape(-1, c), w.transpose(2, 0, 1, 3).reshape(c, -1)).reshape(n, h + 2, wd + 2, 3, 3, -1)
+    y = jnp.dot(xp.reshape(-1, c), w.transpose(2, 0, 1, 3).reshape(c, -1)).reshape(
+        n, h + 2, wd + 2, 3, 3, -1)
     return sum(y[:, a:a + h, b:b + wd, a, b] for a in range(3) for b in range(3))
 
   def im2col(x, w):
@@ -99,7 +102,8 @@ def formulation(name: str):
     a = m + 2
 
     def combine(coefs, parts):  # Σ c_i parts_i, skipping zeros (the transforms are sparse)
-      terms = [p if c == 1 else -p if c == -1 else float(c) * p for c, p in zip(coefs, parts) if c != 0]
+      terms = [p if c == 1 else -p if c == -1 else float(c) * p for c, p in zip(coefs, parts)
+               if c != 0]
       return sum(terms[1:], terms[0])
 
     def conv(x, w):
@@ -107,8 +111,10 @@ def formulation(name: str):
       th, tw = -(-h // m), -(-wd // m)
       xp = jnp.pad(x, ((0, 0), (1, th * m - h + 1), (1, tw * m - wd + 1), (0, 0)))
       rows = [xp[:, r:r + m * (th - 1) + 1:m] for r in range(a)]  # a x [N, Th, Wp, C]
-      v = jnp.stack([jnp.stack([combine(bt[j], [vi[:, :, s:s + m * (tw - 1) + 1:m] for s in range(a)])
-                                for j in range(a)]) for vi in (combine(bt[i], rows) for i in range(a))])
+      v = jnp.stack([
+          jnp.stack([combine(bt[j], [vi[:, :, s:s + m * (tw - 1) + 1:m] for s in range(a)])
+                     for j in range(a)])
+          for vi in (combine(bt[i], rows) for i in range(a))])
       u = jnp.einsum("ik,klco,jl->ijco", g, w, g)  # [a, a, C, O]
       prod = jnp.einsum("ijpc,ijco->ijpo", v.reshape(a, a, -1, c), u).reshape(a, a, n, th, tw, -1)
       y = jnp.einsum("pi,qj,ijnhwo->nhpwqo", at, at, prod).reshape(n, th * m, tw * m, -1)
@@ -189,7 +195,8 @@ def main(argv=None) -> int:
            + " | max abs diff vs lax conv |", "|---|" + "---|" * (len(shapes) + 1)]
   for r in rows:
     g, d = r.get("gflops", {}), r.get("max_abs_diff", {})
-    cells = [f"{g[s]:.0f}" if s in g else "—" for s in shapes] + [f"{max(d.values()):.1e}" if d else "—"]
+    cells = ([f"{g[s]:.0f}" if s in g else "—" for s in shapes]
+             + [f"{max(d.values()):.1e}" if d else "—"])
     lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
   print("\n".join(lines))
   os.makedirs(args.out, exist_ok=True)

@@ -8,12 +8,14 @@ adds), `jax-ms-ynn` (the same, with XLA-CPU's default YNNPACK convolutions: what
 cms_params_from_ms(..., tie_to=3): the MS weights, rho = 1), `torch-nhwc` / `torch-nchw`
 (benchmarks/torch_reference.py, `torch.inference_mode`, `torch.set_num_threads(os.cpu_count())`;
 the faster layout is the PyTorch number), and `jax-cms-cached`: the same CMS-LapSRN forward with the
-factor of its local solve (one per weights, for every image size: `lapsrn_jax.inference.cached_factor`)
-computed once outside the timed call, as inference does (checked equal to the model's own output, max
-|diff| recorded; its one-off factorisation time is reported with its compile).
+factor of its local solve (one per weights, for every image size:
+`lapsrn_jax.inference.cached_factor`) computed once outside the timed call, as inference does
+(checked equal to the model's own output, max |diff| recorded; its one-off factorisation time is
+reported with its compile).
 With batch 1, `jax-ms` and `jax-cms-cached` also time the inference path
-(`lapsrn_jax.inference.super_resolve_y`: size buckets, the cached factor): its first call, the first
-call of a new size in the same bucket (LR 5 rows and 3 columns smaller), and later calls of that size.
+(`lapsrn_jax.inference.super_resolve_y`: size buckets, the cached factor): its first call, the
+first call of a new size in the same bucket (LR 5 rows and 3 columns smaller), and later calls of
+that size.
 `--photo` adds a 1024x768 HR photo (LR 512x384 / 256x192 / 128x96 at 2x / 4x / 8x, batch 1).
 All variants of one configuration get the same input
 (a seeded uniform [0, 1] Y batch) and run back to back, so their ratios share the machine's load.
@@ -51,7 +53,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ("jax-ms", "jax-cms", "jax-cms-cached", "torch-nhwc", "torch-nchw", "jax-ms-ynn")
 FULL = {"scales": (2, 4, 8), "sizes": (64, 128, 256), "batches": (1, 8)}
-QUICK_CONFIGS = ((2, 64, 64, 1), (2, 64, 64, 8), (2, 128, 128, 8), (4, 64, 64, 1))  # (s, h, w, batch)
+QUICK_CONFIGS = ((2, 64, 64, 1), (2, 64, 64, 8), (2, 128, 128, 8),
+                 (4, 64, 64, 1))  # (s, h, w, batch)
 PHOTO_HW = (768, 1024)  # HR of the "photo" rows: LR = HR / scale, batch 1
 NEW_SIZE_SHRINK = (5, 3)  # the "new size in a seen bucket": LR (h - 5, w - 3), same bucket
 
@@ -193,7 +196,8 @@ def new_size_record(model, params, y: np.ndarray, scale: int) -> dict:
 
   h, w = y.shape
   small = y[:h - NEW_SIZE_SHRINK[0], :w - NEW_SIZE_SHRINK[1]]
-  assert [inference.bucket_size(n) for n in small.shape] == [inference.bucket_size(n) for n in y.shape]
+  assert ([inference.bucket_size(n) for n in small.shape]
+          == [inference.bucket_size(n) for n in y.shape])
   t = time.perf_counter()
   inference.super_resolve_y(model, params, y, scale)
   first = time.perf_counter() - t
@@ -210,7 +214,8 @@ def new_size_record(model, params, y: np.ndarray, scale: int) -> dict:
 
 
 def worker_env(variant: str) -> dict:
-  """The worker's environment: `*-ynn` variants get XLA-CPU's defaults (no `lapsrn_jax.xla_cpu` flag)."""
+  """The worker's environment: `*-ynn` variants get XLA-CPU's defaults (no `lapsrn_jax.xla_cpu`
+  flag)."""
   env = dict(os.environ)
   if variant.endswith("-ynn"):
     from lapsrn_jax import xla_cpu
@@ -223,7 +228,8 @@ def worker_env(variant: str) -> dict:
 def run_in_subprocess(spec: dict, script: str = __file__, flag: str = "--worker") -> dict:
   """Runs `script <flag> <spec json>` and returns the record it printed (or `{..., "error"}`)."""
   cmd = [sys.executable, os.path.abspath(script), flag, json.dumps(spec)]
-  proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True,  # stderr (progress, errors) passes through
+  # stderr (progress, errors) passes through
+  proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True,
                         env=worker_env(spec.get("variant", "")))
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
   if proc.returncode != 0 or not lines:
@@ -237,7 +243,8 @@ def configurations(args) -> list[tuple[int, int, int, int]]:
     configs = list(QUICK_CONFIGS)
   else:
     configs = [(s, n, n, b) for s in FULL["scales"] for n in FULL["sizes"] for b in FULL["batches"]]
-    configs = [c for c in configs if ms_lapsrn_gflop(c[1], c[3], c[0], width=c[2]) <= args.max_gflop]
+    configs = [c for c in configs
+               if ms_lapsrn_gflop(c[1], c[3], c[0], width=c[2]) <= args.max_gflop]
   if args.photo:
     configs += [(s, PHOTO_HW[0] // s, PHOTO_HW[1] // s, 1) for s in FULL["scales"]]
   return configs
@@ -256,9 +263,10 @@ def summarise(rows: list[dict]) -> str:
   by_cfg = {}
   for r in rows:
     by_cfg.setdefault((r["scale"], *r["hw"], r["batch"]), {})[r["variant"]] = r
-  lines = ["| scale | LR | batch | GFLOP | JAX MS s | JAX CMS s | JAX CMS cached s | Torch NHWC s | "
-           "Torch NCHW s | JAX MS img/s | JAX MS MP/s | Torch best MP/s | Torch best / JAX MS | "
-           "JAX CMS / JAX MS | CMS cached / JAX MS | JAX MS untuned (YNNPACK conv) s | untuned / JAX MS |",
+  lines = ["| scale | LR | batch | GFLOP | JAX MS s | JAX CMS s | JAX CMS cached s | "
+           "Torch NHWC s | Torch NCHW s | JAX MS img/s | JAX MS MP/s | Torch best MP/s | "
+           "Torch best / JAX MS | JAX CMS / JAX MS | CMS cached / JAX MS | "
+           "JAX MS untuned (YNNPACK conv) s | untuned / JAX MS |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for (s, n, wd, b), v in sorted(by_cfg.items()):
     med = {k: v[k].get("median_s") if k in v else None for k in VARIANTS}
@@ -267,15 +275,20 @@ def summarise(rows: list[dict]) -> str:
     jm, jc, jcc = med["jax-ms"], med["jax-cms"], med["jax-cms-cached"]
     ratio = lambda a, c: _fmt(a / c if a and c else None, "{:.2f}")
     lines.append(
-        f"| {s}x | {_label(n, wd)} | {b} | {ms_lapsrn_gflop(n, b, s, width=wd):.0f} | {_fmt(jm)} | {_fmt(jc)} | {_fmt(jcc)} | "
+        f"| {s}x | {_label(n, wd)} | {b} | {ms_lapsrn_gflop(n, b, s, width=wd):.0f} | "
+        f"{_fmt(jm)} | {_fmt(jc)} | {_fmt(jcc)} | "
         f"{_fmt(med['torch-nhwc'])} | {_fmt(med['torch-nchw'])} | "
         f"{_fmt(b / jm if jm else None, '{:.3g}')} | {_fmt(mp / jm if jm else None, '{:.3g}')} | "
         f"{_fmt(mp / torch_best if torch_best else None, '{:.3g}')} | {ratio(torch_best, jm)} | "
-        f"{ratio(jc, jm)} | {ratio(jcc, jm)} | {_fmt(med['jax-ms-ynn'])} | {ratio(med['jax-ms-ynn'], jm)} |")
-  lines += ["", "| scale | LR | batch | compile s (JAX MS / CMS / CMS cached: factorise + compile) | "
-            "1st call s (JAX MS / CMS / Torch NHWC / NCHW) | peak RSS MB (JAX MS / CMS / CMS cached / "
-            "Torch NHWC / NCHW) | CMS / MS peak RSS | inference path, batch 1: 1st call / new size in "
-            "the bucket / later calls s (JAX MS; CMS cached) |", "|---|---|---|---|---|---|---|---|"]
+        f"{ratio(jc, jm)} | {ratio(jcc, jm)} | {_fmt(med['jax-ms-ynn'])} | "
+        f"{ratio(med['jax-ms-ynn'], jm)} |")
+  lines += ["",
+            "| scale | LR | batch | compile s (JAX MS / CMS / CMS cached: factorise + compile) | "
+            "1st call s (JAX MS / CMS / Torch NHWC / NCHW) | "
+            "peak RSS MB (JAX MS / CMS / CMS cached / Torch NHWC / NCHW) | CMS / MS peak RSS | "
+            "inference path, batch 1: 1st call / new size in the bucket / later calls s "
+            "(JAX MS; CMS cached) |",
+            "|---|---|---|---|---|---|---|---|"]
   for (s, n, wd, b), v in sorted(by_cfg.items()):
     g = lambda k, f: v[k].get(f) if k in v else None
     join = lambda keys, f, spec: " / ".join(_fmt(g(k, f), spec) for k in keys)
@@ -284,16 +297,21 @@ def summarise(rows: list[dict]) -> str:
                  if rss[0] and any(rss[1:]) else "—")
     path = "; ".join(join((k,), "path_first_call_s", "{:.2f}") + " / "
                      + join((k,), "path_new_size_s", "{:.2f}") + " / "
-                     + join((k,), "path_new_size_later_s", "{:.2f}") for k in ("jax-ms", "jax-cms-cached"))
+                     + join((k,), "path_new_size_later_s", "{:.2f}")
+                     for k in ("jax-ms", "jax-cms-cached"))
     lines.append(f"| {s}x | {_label(n, wd)} | {b} | {join(VARIANTS[:3], 'compile_s', '{:.2f}')} | "
-                 f"{join(('jax-ms', 'jax-cms', 'torch-nhwc', 'torch-nchw'), 'first_call_s', '{:.3f}')} | "
-                 f"{join(VARIANTS, 'peak_rss_mb', '{:.0f}')} | {rss_ratio} | {path if b == 1 else '—'} |")
+                 + join(("jax-ms", "jax-cms", "torch-nhwc", "torch-nchw"), "first_call_s",
+                        "{:.3f}")
+                 + f" | {join(VARIANTS, 'peak_rss_mb', '{:.0f}')} | {rss_ratio} | "
+                 f"{path if b == 1 else '—'} |")
   diffs = [r["max_abs_diff_vs_model"] for r in rows if "max_abs_diff_vs_model" in r]
   if diffs:
-    lines.append(f"\nCMS cached vs model output: max |diff| = {max(diffs):.2e} over {len(diffs)} configurations")
+    lines.append(f"\nCMS cached vs model output: max |diff| = {max(diffs):.2e} over {len(diffs)} "
+                 "configurations")
   for r in rows:
     if "error" in r:
-      lines.append(f"\nERROR {r['variant']} x{r['scale']} {_label(*r['hw'])} b{r['batch']}: {r['error']}")
+      lines.append(f"\nERROR {r['variant']} x{r['scale']} {_label(*r['hw'])} b{r['batch']}: "
+                   f"{r['error']}")
   return "\n".join(lines)
 
 
@@ -308,7 +326,8 @@ def main(argv=None) -> int:
   parser.add_argument("--max-gflop", type=float, default=2500.0,
                       help="skip configurations whose MS-LapSRN forward exceeds this (full mode)")
   parser.add_argument("--min-repeats", type=int, default=3)
-  parser.add_argument("--target-s", type=float, default=3.0, help="aim for this much timed work per variant")
+  parser.add_argument("--target-s", type=float, default=3.0,
+                      help="aim for this much timed work per variant")
   parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR", ""),
                       help="folder of MSLapSRN_D5R8.mat (default $LAPSRN_WEIGHTS_DIR)")
   parser.add_argument("--data", default=os.environ.get("LAPSRN_DATA_DIR", ""),
@@ -333,26 +352,30 @@ def main(argv=None) -> int:
   variants = [v for v in args.variants.split(",") if v]
   if unknown := set(variants) - set(VARIANTS):
     parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
-  info = {"start": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
-          **machine_info()}
-  print(f"# {info['start']}  {info['cpu']} x{info['cpu_count']}  load {info['loadavg']}", flush=True)
+  info = {"start": datetime.datetime.now().isoformat(timespec="seconds"),
+          "command": " ".join(sys.argv), **machine_info()}
+  print(f"# {info['start']}  {info['cpu']} x{info['cpu_count']}  load {info['loadavg']}",
+        flush=True)
   rows = []
   for scale, h, w, batch in configurations(args):
     for variant in variants:
-      spec = {"variant": variant, "scale": scale, "hw": [h, w], "batch": batch, "seed": 1000 * scale + h + batch,
-              "weights": os.path.abspath(args.weights), "min_repeats": args.min_repeats, "target_s": args.target_s}
+      spec = {"variant": variant, "scale": scale, "hw": [h, w], "batch": batch,
+              "seed": 1000 * scale + h + batch, "weights": os.path.abspath(args.weights),
+              "min_repeats": args.min_repeats, "target_s": args.target_s}
       r = run_in_subprocess(spec)
       rows.append(r)
       print(f"  {variant:10s} x{scale} {_label(h, w)} b{batch}: "
-            + (f"median {r['median_s']:.3f}s over {len(r['times_s'])} (compile {r['compile_s']:.2f}s, "
-               f"1st {r['first_call_s']:.2f}s, peak RSS {r['peak_rss_mb']:.0f} MB)" if "error" not in r
+            + (f"median {r['median_s']:.3f}s over {len(r['times_s'])} "
+               f"(compile {r['compile_s']:.2f}s, 1st {r['first_call_s']:.2f}s, "
+               f"peak RSS {r['peak_rss_mb']:.0f} MB)" if "error" not in r
                else f"ERROR {r['error']}"), flush=True)
   info["end"] = datetime.datetime.now().isoformat(timespec="seconds")
   info["loadavg_end"] = os.getloadavg()
   table = summarise(rows)
   print(f"\nload at end {info['loadavg_end']}\n\n" + table)
   os.makedirs(args.out, exist_ok=True)
-  path = os.path.join(args.out, f"inference-{'quick' if args.quick else 'full'}-{info['start'].replace(':', '')}.json")
+  path = os.path.join(args.out, f"inference-{'quick' if args.quick else 'full'}-"
+                                f"{info['start'].replace(':', '')}.json")
   with open(path, "w") as f:
     json.dump({"info": info, "rows": rows, "table": table}, f, indent=1)
   print(f"\nraw results: {path}")

@@ -70,13 +70,15 @@ def _table(rows, key):
            "|" + "---|" * (2 + len(names))]
   for batch, lr, med in rows:
     m = med[key]
-    lines.append(f"| {batch} | {lr} | " + " | ".join(f"{m[n]:.1f} ({m[n] / m['convT']:.2f})" for n in names) + " |")
+    lines.append(f"| {batch} | {lr} | "
+                 + " | ".join(f"{m[n]:.1f} ({m[n] / m['convT']:.2f})" for n in names) + " |")
   return "\n".join(lines)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--quick", action="store_true", help="batch 1 and 16 at LR 32 only, 3 repeats")
+  parser.add_argument("--quick", action="store_true",
+                      help="batch 1 and 16 at LR 32 only, 3 repeats")
   parser.add_argument("--repeats", type=int, default=7)
   parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="LR sizes")
   parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
@@ -85,13 +87,14 @@ def main():
   repeats = 3 if args.quick else args.repeats
 
   rng = np.random.default_rng(0)
-  kernel = jnp.asarray(rng.standard_normal((3, 3, CHANNELS, CHANNELS)) * np.sqrt(2 / (9 * CHANNELS)),
-                       jnp.float32)
+  kernel = jnp.asarray(
+      rng.standard_normal((3, 3, CHANNELS, CHANNELS)) * np.sqrt(2 / (9 * CHANNELS)), jnp.float32)
   lam = 0.1 * ops.gram_scale(kernel)
   with open("/proc/cpuinfo") as f:
     cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
                      platform.processor())
-  print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; jax {jax.__version__} ({jax.devices()[0].platform}); "
+  print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}; jax {jax.__version__} "
+        f"({jax.devices()[0].platform}); "
         f"{os.cpu_count()} CPUs, {cpu_model}; load average {os.getloadavg()[0]:.1f}")
   print(f"3x3 {CHANNELS}->{CHANNELS}, float32, median of {repeats} interleaved rounds")
   rows = []

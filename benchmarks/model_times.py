@@ -3,9 +3,9 @@
     python benchmarks/model_times.py                       # needs LAPSRN_WEIGHTS_DIR
     python benchmarks/model_times.py --cms runs/conv1,runs/conv3,runs/conv5 --repeats 5
 
-Each model is `lapsrn_jax.evaluate.model_from_spec(spec)` and is timed on `model.upscale(lr, s)`, the
-call `python -m lapsrn_jax.evaluate` makes per test image: RGB in, the network on Y, MATLAB bicubic
-on Cb/Cr, RGB out. The input is one BSDS100-sized photo (HR 480x320, scikit-image's embedded
+Each model is `lapsrn_jax.evaluate.model_from_spec(spec)` and is timed on `model.upscale(lr, s)`,
+the call `python -m lapsrn_jax.evaluate` makes per test image: RGB in, the network on Y, MATLAB
+bicubic on Cb/Cr, RGB out. The input is one BSDS100-sized photo (HR 480x320, scikit-image's embedded
 `astronaut` cropped, so no data download), downscaled by MATLAB bicubic to 240x160 / 120x80 /
 60x40 for 2x / 4x / 8x. Rows: bicubic, LapSRN x2/x4/x8 (official, each at its own scale),
 MS-LapSRN D5R8 (official) and CMS-LapSRN tied to conv 1/3/5. The CMS models are the official
@@ -48,7 +48,8 @@ def cms_model(tie_to: int, weights_dir: str):
   from lapsrn_jax import evaluate  # pylint: disable=import-outside-toplevel
   from lapsrn_jax.inference import super_resolve  # pylint: disable=import-outside-toplevel
   from lapsrn_jax.models import create_model  # pylint: disable=import-outside-toplevel
-  from lapsrn_jax.weights import cms_params_from_ms, load_official  # pylint: disable=import-outside-toplevel
+  from lapsrn_jax.weights import (  # pylint: disable=import-outside-toplevel
+      cms_params_from_ms, load_official)
   _, ms_params = load_official(os.path.join(weights_dir, "MSLapSRN_D5R8.mat"))
   net = create_model(f"cms_lapsrn_d5r8_conv{tie_to}")
   params = cms_params_from_ms(ms_params, tie_to=tie_to)
@@ -74,7 +75,8 @@ def models(args) -> list[tuple[str, object, tuple[int, ...]]]:
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--repeats", type=int, default=5, help="timed calls after the first")
-  p.add_argument("--cms", default="", help="three CMS workdirs (conv1,conv3,conv5), comma-separated")
+  p.add_argument("--cms", default="",
+                 help="three CMS workdirs (conv1,conv3,conv5), comma-separated")
   p.add_argument("--weights-dir", default=os.environ.get("LAPSRN_WEIGHTS_DIR", ""))
   p.add_argument("--json", default="", help="also write the records here")
   args = p.parse_args(argv)

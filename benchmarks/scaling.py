@@ -73,7 +73,8 @@ def _jax_worker(spec: dict) -> dict:
 
   ms, ms_params = load_official(os.path.join(spec["weights"], "MSLapSRN_D5R8.mat"))
   models = {"jax-ms": (ms, ms_params),
-            "jax-cms": (create_model("cms_lapsrn_d5r8_conv3"), cms_params_from_ms(ms_params, tie_to=3))}
+            "jax-cms": (create_model("cms_lapsrn_d5r8_conv3"),
+                        cms_params_from_ms(ms_params, tie_to=3))}
   out = {"times": {}, "profile": {}, "versions": {"jax": jax.__version__}}
   rng = np.random.default_rng(0)
   for name, (model, params) in models.items():
@@ -95,7 +96,8 @@ def _jax_worker(spec: dict) -> dict:
       "conv3x3": jax.jit(lambda y, k, b: layers.conv3x3(y, k, b)),
       "block": jax.jit(lambda y, cs: recursive_block(y, cs, 8, "SS")),
       "block_rolled": jax.jit(lambda y, cs: _rolled_block(y, cs, layers)),
-      "feature_convT": jax.jit(lambda y, k, b: layers.conv_transpose2x(y, k, layers.FEATURE_UP_CROP, b)),
+      "feature_convT": jax.jit(
+          lambda y, k, b: layers.conv_transpose2x(y, k, layers.FEATURE_UP_CROP, b)),
   }
   args = {"conv3x3": (kernel, bias), "block": (convs,), "block_rolled": (convs,),
           "feature_convT": (up_kernel, up_bias)}
@@ -115,9 +117,11 @@ def _jax_worker(spec: dict) -> dict:
     if "cms_apply" in parts:
       args["cms_apply"] = (jax.block_until_ready(factorize(kernel, lam, n)),)
     for name, fn in parts.items():
-      call = (lambda fn=fn, a=args[name]: jax.block_until_ready(fn(a[0], y))) if name == "cms_apply" \
-          else (lambda fn=fn, a=args[name]: jax.block_until_ready(fn(y, *a)))
-      out["profile"].setdefault(name, {})[n] = _median_time(call, spec["repeats"], spec["target_s"] / 2)[0]
+      call = ((lambda fn=fn, a=args[name]: jax.block_until_ready(fn(a[0], y)))
+              if name == "cms_apply"
+              else (lambda fn=fn, a=args[name]: jax.block_until_ready(fn(y, *a))))
+      out["profile"].setdefault(name, {})[n] = _median_time(call, spec["repeats"],
+                                                            spec["target_s"] / 2)[0]
       print(f"  {name} {n}²: {out['profile'][name][n]:.4f}s", file=sys.stderr, flush=True)
   return out
 
@@ -135,16 +139,19 @@ def _torch_worker(spec: dict) -> dict:
   with torch.inference_mode():
     for layout in ("nhwc", "nchw"):
       for n in spec["sizes"]:
-        m, x = to_layout(model, torch.from_numpy(rng.random((1, 1, n, n), dtype=np.float32)), layout)
+        m, x = to_layout(model, torch.from_numpy(rng.random((1, 1, n, n), dtype=np.float32)),
+                         layout)
         out["times"].setdefault(f"torch-{layout}", {})[n] = _median_time(
             lambda: m(x, 2), spec["repeats"], spec["target_s"])[0]
-        print(f"  torch-{layout} {n}²: {out['times'][f'torch-{layout}'][n]:.4f}s", file=sys.stderr, flush=True)
+        print(f"  torch-{layout} {n}²: {out['times'][f'torch-{layout}'][n]:.4f}s", file=sys.stderr,
+              flush=True)
       w = model.convs[2].weight.detach()
       b = model.convs[2].bias.detach()
       fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
       w = w.contiguous(memory_format=fmt)
       for n in spec["profile_sizes"]:
-        y = torch.from_numpy(rng.standard_normal((1, 64, n, n), dtype=np.float32)).contiguous(memory_format=fmt)
+        y = torch.from_numpy(rng.standard_normal((1, 64, n, n), dtype=np.float32)).contiguous(
+            memory_format=fmt)
         out["profile"].setdefault(f"torch_conv3x3_{layout}", {})[n] = _median_time(
             lambda: F.conv2d(y, w, b, padding=1), spec["repeats"], spec["target_s"] / 2)[0]
   return out
@@ -169,32 +176,38 @@ def summarise(res: dict) -> str:
   torch_best = {n: min(times["torch-nhwc"][n], times["torch-nchw"][n]) for n in sizes}
   times["torch-best"] = torch_best
   cols = ["jax-ms", "jax-cms", "torch-best"]
-  lines = ["| LR | GFLOP | " + " | ".join(f"{c} s" for c in cols) + " | JAX MS GFLOP/s | Torch GFLOP/s | JAX CMS / MS | Torch / JAX MS |",
+  lines = ["| LR | GFLOP | " + " | ".join(f"{c} s" for c in cols)
+           + " | JAX MS GFLOP/s | Torch GFLOP/s | JAX CMS / MS | Torch / JAX MS |",
            "|---|---|" + "---|" * (len(cols) + 4)]
   for n in sizes:
     g = ms_lapsrn_gflop(n, 1, 2)
     lines.append(f"| {n}² | {g:.1f} | " + " | ".join(f"{times[c][n]:.4f}" for c in cols)
                  + f" | {g / times['jax-ms'][n]:.0f} | {g / torch_best[n]:.0f} | "
-                 f"{times['jax-cms'][n] / times['jax-ms'][n]:.2f} | {torch_best[n] / times['jax-ms'][n]:.2f} |")
+                 f"{times['jax-cms'][n] / times['jax-ms'][n]:.2f} | "
+                 f"{torch_best[n] / times['jax-ms'][n]:.2f} |")
   lines.append("")
   lines.append("log-log slope of time vs pixels (1 = linear): " + ", ".join(
       f"{c} {fit_slope(sizes, [times[c][n] for n in sizes]):.2f} (all) / "
       f"{fit_slope(sizes, [times[c][n] for n in sizes], 64):.2f} (>= 64²)" for c in cols))
   prof = {**res["jax"]["profile"], **res["torch"]["profile"]}
   psizes = sorted(prof["conv3x3"])
-  lines += ["", "| grid (batch 1, 64 ch) | XLA conv3x3 GFLOP/s | Torch conv3x3 GFLOP/s (NHWC / NCHW) | "
-            "XLA block (40 convs) GFLOP/s | same, rolled scan | XLA feature convT ms (useful GFLOP/s) | CMS factorize ms | "
+  lines += ["",
+            "| grid (batch 1, 64 ch) | XLA conv3x3 GFLOP/s | Torch conv3x3 GFLOP/s (NHWC / NCHW) | "
+            "XLA block (40 convs) GFLOP/s | same, rolled scan | "
+            "XLA feature convT ms (useful GFLOP/s) | CMS factorize ms | "
             "CMS apply ms | JAX MS network GFLOP/s |", "|---|---|---|---|---|---|---|---|---|"]
   for n in psizes:
     conv_g = CONV_GFLOP_PER_PX * n * n
     fac, app = prof.get("cms_factorize", {}).get(n), prof.get("cms_apply", {}).get(n)
     net = f"{ms_lapsrn_gflop(n, 1, 2) / times['jax-ms'][n]:.0f}" if n in times["jax-ms"] else "—"
     lines.append(
-        f"| {n}² | {conv_g / prof['conv3x3'][n]:.0f} | {conv_g / prof['torch_conv3x3_nhwc'][n]:.0f} / "
+        f"| {n}² | {conv_g / prof['conv3x3'][n]:.0f} | "
+        f"{conv_g / prof['torch_conv3x3_nhwc'][n]:.0f} / "
         f"{conv_g / prof['torch_conv3x3_nchw'][n]:.0f} | {40 * conv_g / prof['block'][n]:.0f} | "
         f"{40 * conv_g / prof['block_rolled'][n]:.0f} | "
         f"{prof['feature_convT'][n] * 1e3:.1f} ({conv_g / prof['feature_convT'][n]:.0f}) | "
-        f"{'—' if fac is None else f'{fac * 1e3:.1f}'} | {'—' if app is None else f'{app * 1e3:.1f}'} | "
+        f"{'—' if fac is None else f'{fac * 1e3:.1f}'} | "
+        f"{'—' if app is None else f'{app * 1e3:.1f}'} | "
         f"{net} |")
   return "\n".join(lines)
 
@@ -207,7 +220,8 @@ def plot(res: dict, path: str) -> None:
 
   times = {**res["jax"]["times"], **res["torch"]["times"]}
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-  for name, style in (("jax-ms", "o-"), ("jax-cms", "s-"), ("torch-nhwc", "^--"), ("torch-nchw", "v--")):
+  for name, style in (("jax-ms", "o-"), ("jax-cms", "s-"), ("torch-nhwc", "^--"),
+                      ("torch-nchw", "v--")):
     if name not in times:
       continue
     sizes = sorted(times[name])
@@ -228,7 +242,8 @@ def plot(res: dict, path: str) -> None:
   ax2.set(xlabel="LR pixels", ylabel="GFLOP/s (MS-LapSRN count)", title="achieved throughput")
   ax1.legend(fontsize=8)
   ax2.legend(fontsize=8)
-  fig.suptitle(f"{res['info']['cpu']} x{res['info']['cpu_count']}, {res['info']['start']}", fontsize=9)
+  fig.suptitle(f"{res['info']['cpu']} x{res['info']['cpu_count']}, {res['info']['start']}",
+               fontsize=9)
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=110)
@@ -253,14 +268,16 @@ def main(argv=None) -> int:
   if not args.weights:
     parser.error("needs the official weights: pass --weights or set LAPSRN_WEIGHTS_DIR")
 
-  info = {"start": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
-          **machine_info()}
-  print(f"# {info['start']}  {info['cpu']} x{info['cpu_count']}  load {info['loadavg']}", flush=True)
+  info = {"start": datetime.datetime.now().isoformat(timespec="seconds"),
+          "command": " ".join(sys.argv), **machine_info()}
+  print(f"# {info['start']}  {info['cpu']} x{info['cpu_count']}  load {info['loadavg']}",
+        flush=True)
   sizes = QUICK_SIZES if args.quick else FULL_SIZES
   res = {"info": info}
   for framework in ("jax", "torch"):
     spec = {"framework": framework, "sizes": list(sizes), "profile_sizes": list(PROFILE_SIZES),
-            "repeats": args.repeats, "target_s": args.target_s, "weights": os.path.abspath(args.weights)}
+            "repeats": args.repeats, "target_s": args.target_s,
+            "weights": os.path.abspath(args.weights)}
     res[framework] = run_in_subprocess(spec, __file__)
     if "error" in res[framework]:
       print(f"ERROR ({framework}): {res[framework]['error']}")
@@ -271,7 +288,8 @@ def main(argv=None) -> int:
   table = summarise(res)
   print(f"\nload at end {info['loadavg_end']}\n\n" + table)
   os.makedirs(args.out, exist_ok=True)
-  path = os.path.join(args.out, f"scaling-{'quick' if args.quick else 'full'}-{info['start'].replace(':', '')}.json")
+  path = os.path.join(args.out, f"scaling-{'quick' if args.quick else 'full'}-"
+                                f"{info['start'].replace(':', '')}.json")
   with open(path, "w") as f:
     json.dump({**res, "table": table}, f, indent=1)
   figure = args.figure or os.path.join(args.out, "scaling.png")

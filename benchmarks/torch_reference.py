@@ -7,7 +7,8 @@ benchmarks as the PyTorch baseline.
 
 Geometry (MatConvNet, all ops are cross-correlations with zero padding):
   * `vl_nnconv` filters `F[kh, kw, Cin, Cout]`  -> torch `Conv2d.weight[Cout, Cin, kh, kw]`.
-  * `vl_nnconvt` filters `F[kh, kw, Cout, Cin]` -> torch `ConvTranspose2d.weight[Cin, Cout, kh, kw]`.
+  * `vl_nnconvt` filters `F[kh, kw, Cout, Cin]` -> torch
+    `ConvTranspose2d.weight[Cin, Cout, kh, kw]`.
     Both are exact adjoints of a strided correlation, so no kernel flip is needed: the full
     (uncropped) output is `y[2i + a, 2j + b] += F[a, b] x[i, j]`, of size `2(H - 1) + k`, and
     MatConvNet crops `[top, bottom, left, right]` rows/cols from it.
@@ -47,9 +48,11 @@ LEAK = 0.2
 
 
 def _mat_params(path: str) -> tuple[dict[str, np.ndarray], list[str]]:
-  """Reads `net.params` (name -> float32 array, MATLAB shape) and the layer names of a DagNN .mat."""
+  """Reads `net.params` (name -> float32 array, MATLAB shape) and the layer names of a
+  DagNN .mat."""
   if not os.path.isfile(path):
-    raise ValueError(f"weight file not found: {path!r} (point --weights at the official .mat folder)")
+    raise ValueError(f"weight file not found: {path!r} "
+                     "(point --weights at the official .mat folder)")
   mat = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=False)
   if "net" not in mat:
     raise ValueError(f"{path!r} is not a MatConvNet DagNN file (no 'net' variable)")
@@ -62,13 +65,15 @@ def _mat_params(path: str) -> tuple[dict[str, np.ndarray], list[str]]:
 
 
 def _conv_weight(f: np.ndarray, cin: int, cout: int) -> torch.Tensor:
-  """MatConvNet conv filter [kh, kw, Cin, Cout] (trailing 1s dropped) -> torch [Cout, Cin, kh, kw]."""
+  """MatConvNet conv filter [kh, kw, Cin, Cout] (trailing 1s dropped) -> torch
+  [Cout, Cin, kh, kw]."""
   f = f.reshape(f.shape[0], f.shape[1], cin, cout)  # restores dropped trailing singleton dims
   return torch.from_numpy(np.ascontiguousarray(f.transpose(3, 2, 0, 1)))
 
 
 def _convt_weight(f: np.ndarray, cout: int, cin: int) -> torch.Tensor:
-  """MatConvNet convt filter [kh, kw, Cout, Cin] -> torch conv_transpose weight [Cin, Cout, kh, kw]."""
+  """MatConvNet convt filter [kh, kw, Cout, Cin] -> torch conv_transpose weight
+  [Cin, Cout, kh, kw]."""
   f = f.reshape(f.shape[0], f.shape[1], cout, cin)
   return torch.from_numpy(np.ascontiguousarray(f.transpose(3, 2, 0, 1)))
 
@@ -97,12 +102,15 @@ class MSLapSRNTorch(nn.Module):
 
   @classmethod
   def from_mat(cls, path: str) -> "MSLapSRNTorch":
-    """Builds the model from an official `MSLapSRN_D5R*.mat` (depth/recursions read from the graph)."""
+    """Builds the model from an official `MSLapSRN_D5R*.mat` (depth/recursions read from the
+    graph)."""
     params, layers = _mat_params(path)
     depth = len([k for k in params if re.fullmatch(r"conv\d+_f", k)])
-    recs = [int(m.group(1)) for name in layers if (m := re.fullmatch(r"x\d+SR_level1_R(\d+)_output", name))]
+    recs = [int(m.group(1)) for name in layers
+            if (m := re.fullmatch(r"x\d+SR_level1_R(\d+)_output", name))]
     if depth == 0 or not recs:
-      raise ValueError(f"{path!r} does not look like an MS-LapSRN model (no conv*_f / R*_output layers)")
+      raise ValueError(f"{path!r} does not look like an MS-LapSRN model "
+                       "(no conv*_f / R*_output layers)")
     c = params["conv1_f"].shape[-1]
     model = cls(depth=depth, recursions=max(recs), channels=c)
     with torch.no_grad():
@@ -153,7 +161,8 @@ class MSLapSRNTorch(nn.Module):
 def to_layout(model: MSLapSRNTorch, lr: torch.Tensor, layout: str):
   """Returns (model, lr) in `layout` ("nchw" or "nhwc" = torch.channels_last)."""
   if layout == "nhwc":
-    return model.to(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
+    return (model.to(memory_format=torch.channels_last),
+            lr.contiguous(memory_format=torch.channels_last))
   if layout == "nchw":
     return model.to(memory_format=torch.contiguous_format), lr.contiguous()
   raise ValueError(f"layout must be 'nchw' or 'nhwc', got {layout!r}")
@@ -164,7 +173,8 @@ def to_layout(model: MSLapSRNTorch, lr: torch.Tensor, layout: str):
 
 
 def _set5(data_dir: str, name: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
-  """(HR RGB float64 [H, W, 3] in [0, 1], mod-cropped; LR = imresize(HR, 1/scale)) for a Set5 image."""
+  """(HR RGB float64 [H, W, 3] in [0, 1], mod-cropped; LR = imresize(HR, 1/scale)) for a Set5
+  image."""
   from PIL import Image
 
   from lapsrn_jax.imresize import imresize
@@ -201,7 +211,9 @@ def check_against_jax(weights_dir: str, data_dir: str, tol: float = 1e-4) -> boo
   for name in ("baby", "bird"):
     for scale in (2, 4, 8):
       lr_y = _y(_set5(data_dir, name, scale)[1])
-      jax_out = np.asarray(jmodel.apply({"params": jparams}, jnp.asarray(lr_y, jnp.float32)[None, :, :, None], scale=scale)[-1])[0, :, :, 0]
+      jax_out = np.asarray(jmodel.apply({"params": jparams},
+                                        jnp.asarray(lr_y, jnp.float32)[None, :, :, None],
+                                        scale=scale)[-1])[0, :, :, 0]
       for layout in ("nchw", "nhwc"):
         t_out = _torch_sr(tmodel, lr_y, scale, layout)
         if t_out.shape != jax_out.shape:
@@ -211,12 +223,14 @@ def check_against_jax(weights_dir: str, data_dir: str, tol: float = 1e-4) -> boo
         err = float(np.max(np.abs(t_out - jax_out)))
         status = "ok  " if err <= tol else "FAIL"
         ok &= err <= tol
-        print(f"{status} {name:5s} x{scale} {layout}: LR {lr_y.shape} -> SR {t_out.shape}, max|torch - jax| = {err:.2e} (tol {tol:g})")
+        print(f"{status} {name:5s} x{scale} {layout}: LR {lr_y.shape} -> SR {t_out.shape}, "
+              f"max|torch - jax| = {err:.2e} (tol {tol:g})")
   return ok
 
 
 def set5_psnr(weights_dir: str, data_dir: str, scales=(2, 4)) -> dict[int, float]:
-  """Mean Set5 PSNR of the PyTorch D5R8 model under the paper protocol (docs/evaluation_protocol.md).
+  """Mean Set5 PSNR of the PyTorch D5R8 model under the paper protocol
+  (docs/evaluation_protocol.md).
 
   Network on Y, CbCr bicubic, back to RGB, uint8 quantisation, Y, `scale`-pixel border shaved.
   """
@@ -243,7 +257,8 @@ def set5_psnr(weights_dir: str, data_dir: str, scales=(2, 4)) -> dict[int, float
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--check", action="store_true", help="compare with lapsrn_jax on Set5 (exit 1 on mismatch)")
+  parser.add_argument("--check", action="store_true",
+                      help="compare with lapsrn_jax on Set5 (exit 1 on mismatch)")
   parser.add_argument("--psnr", action="store_true", help="Set5 Y-PSNR of the PyTorch model")
   parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR"),
                       help="folder of the official .mat files (default $LAPSRN_WEIGHTS_DIR)")
@@ -262,7 +277,8 @@ def main(argv=None) -> int:
       print(f"Set5 x{scale}: {value:.3f} dB (PyTorch MS-LapSRN D5R8)")
   if args.check:
     ok = check_against_jax(args.weights, args.data, args.tol)
-    print("torch reference matches lapsrn_jax" if ok else "MISMATCH between torch reference and lapsrn_jax")
+    print("torch reference matches lapsrn_jax" if ok
+          else "MISMATCH between torch reference and lapsrn_jax")
   return 0 if ok else 1
 
 

@@ -6,8 +6,8 @@ every level of every scale, / batch; SGD momentum 0.9, coupled weight decay 5e-4
 `training.config.base_config().optim`), on a batch built by `training.sharding.shard_batch`.
 The PyTorch step is the same objective with `torch.optim.SGD(momentum=0.9, weight_decay=5e-4)`
 (no bias multiplier: same arithmetic, different constants) on benchmarks/torch_reference.py.
-Batches are synthetic (seeded uniform [0, 1]) with exactly the pipeline's shapes: the global batch is
-split over scales 2/4/8 in contiguous chunks (batch 64 -> 22/22/20), patch P -> LR P/s.
+Batches are synthetic (seeded uniform [0, 1]) with exactly the pipeline's shapes: the global batch
+is split over scales 2/4/8 in contiguous chunks (batch 64 -> 22/22/20), patch P -> LR P/s.
 `jax-ms-ynn` is the JAX MS step with XLA-CPU's default YNNPACK convolutions (without the
 `lapsrn_jax.xla_cpu` flag that `import lapsrn_jax` adds): what the flag buys.
 Each (variant, setting) runs in its own subprocess (peak RSS = VmHWM of that process).
@@ -36,7 +36,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from inference import machine_info, ms_lapsrn_gflop, rss_mb, run_in_subprocess, time_calls  # noqa: E402
+from inference import (  # noqa: E402
+    machine_info, ms_lapsrn_gflop, rss_mb, run_in_subprocess, time_calls)
 
 SCALES = (2, 4, 8)
 VARIANTS = ("jax-ms", "jax-cms", "torch-nhwc", "torch-nchw", "jax-ms-ynn")
@@ -53,7 +54,8 @@ def chunk_sizes(batch: int, n: int = len(SCALES)) -> list[int]:
 
 
 def synthetic_batch(batch: int, patch: int, seed: int) -> dict:
-  """`{"x<s>": {"lr": [b, P/s, P/s, 1], "targets": (levels 2x .. sx)}}` float32, like the pipeline."""
+  """`{"x<s>": {"lr": [b, P/s, P/s, 1], "targets": (levels 2x .. sx)}}` float32, like the
+  pipeline."""
   rng = np.random.default_rng(seed)
   out = {}
   for s, b in zip(SCALES, chunk_sizes(batch)):
@@ -185,8 +187,9 @@ def profile_worker(spec: dict) -> dict:
 
   parts = {
       "conv3x3": (lambda a, x: layers.conv3x3(x, *a).sum(), convs[2]),
-      "feature_convT": (lambda a, x: layers.conv_transpose2x(x, a[0], layers.FEATURE_UP_CROP, a[1]).sum(),
-                        (p["upconv"]["kernel"], p["upconv"]["bias"])),
+      "feature_convT": (
+          lambda a, x: layers.conv_transpose2x(x, a[0], layers.FEATURE_UP_CROP, a[1]).sum(),
+          (p["upconv"]["kernel"], p["upconv"]["bias"])),
       "block": (lambda a, x: recursive_block(x, a, 8, "SS").sum(), convs),
       "block_rolled": (lambda a, x: rolled(x, a).sum(), convs),
   }
@@ -218,7 +221,8 @@ def summarise(rows: list[dict], pipe: list[dict], prof: dict | None = None) -> s
     by.setdefault(r["setting"], {})[r["variant"]] = r
   lines = ["| setting | fwd GFLOP | JAX MS step s | JAX CMS step s | Torch NHWC s | Torch NCHW s | "
            "JAX CMS / JAX MS | Torch best / JAX MS | JAX MS patches/s | JAX compile s (MS / CMS) | "
-           "peak RSS MB (JAX MS / CMS / Torch NHWC / NCHW / MS untuned) | JAX MS untuned (YNNPACK conv) s |",
+           "peak RSS MB (JAX MS / CMS / Torch NHWC / NCHW / MS untuned) | "
+           "JAX MS untuned (YNNPACK conv) s |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for name, (b, p) in SETTINGS.items():
     if name not in by:
@@ -227,21 +231,26 @@ def summarise(rows: list[dict], pipe: list[dict], prof: dict | None = None) -> s
     g = lambda k, f: v[k].get(f) if k in v else None
     f = lambda x, spec="{:.3f}": "—" if x is None else spec.format(x)
     jm, jc = g("jax-ms", "median_s"), g("jax-cms", "median_s")
-    tb = min((t for t in (g("torch-nhwc", "median_s"), g("torch-nchw", "median_s")) if t), default=None)
+    tb = min((t for t in (g("torch-nhwc", "median_s"), g("torch-nchw", "median_s")) if t),
+             default=None)
     lines.append(
-        f"| batch {b}, {p}² ({'/'.join(map(str, chunk_sizes(b)))}) | {step_gflop(b, p):.0f} | {f(jm)} | {f(jc)} | "
+        f"| batch {b}, {p}² ({'/'.join(map(str, chunk_sizes(b)))}) | {step_gflop(b, p):.0f} | "
+        f"{f(jm)} | {f(jc)} | "
         f"{f(g('torch-nhwc', 'median_s'))} | {f(g('torch-nchw', 'median_s'))} | "
-        f"{f(jc / jm if jc and jm else None, '{:.2f}')} | {f(tb / jm if tb and jm else None, '{:.2f}')} | "
+        f"{f(jc / jm if jc and jm else None, '{:.2f}')} | "
+        f"{f(tb / jm if tb and jm else None, '{:.2f}')} | "
         f"{f(b / jm if jm else None, '{:.1f}')} | {f(g('jax-ms', 'compile_s'), '{:.1f}')} / "
         f"{f(g('jax-cms', 'compile_s'), '{:.1f}')} | "
-        + " / ".join(f(g(k, "peak_rss_mb"), "{:.0f}") for k in VARIANTS) + f" | {f(g('jax-ms-ynn', 'median_s'))} |")
+        + " / ".join(f(g(k, "peak_rss_mb"), "{:.0f}") for k in VARIANTS)
+        + f" | {f(g('jax-ms-ynn', 'median_s'))} |")
   for r in pipe:
     lines.append(f"\npipeline alone (batch {r['batch']}, {r['patch']}², workers {r['workers']}): "
-                 + (f"{r['patches_per_s']:.1f} patches/s" if "error" not in r else f"ERROR {r['error']}"))
+                 + (f"{r['patches_per_s']:.1f} patches/s" if "error" not in r
+                    else f"ERROR {r['error']}"))
   if prof and "times" in prof:
     t = prof["times"]
-    lines += ["", f"Profile (JAX, features [{prof['batch']}, {prof['size']}, {prof['size']}, 64], median of "
-              f"{prof['repeats']}): forward / gradient seconds and their ratio", "",
+    lines += ["", f"Profile (JAX, features [{prof['batch']}, {prof['size']}, {prof['size']}, 64], "
+              f"median of {prof['repeats']}): forward / gradient seconds and their ratio", "",
               "| part | forward s | gradient s | grad / fwd |", "|---|---|---|---|"]
     for name in ("conv3x3", "feature_convT", "cms_upsampler", "block", "block_rolled"):
       if name + "_fwd" not in t:
@@ -259,10 +268,13 @@ def main(argv=None) -> int:
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   parser.add_argument("--pipeline-worker", help=argparse.SUPPRESS)
   parser.add_argument("--profile-worker", help=argparse.SUPPRESS)
-  parser.add_argument("--no-profile", action="store_true", help="skip the forward/gradient profile of the parts")
+  parser.add_argument("--no-profile", action="store_true",
+                      help="skip the forward/gradient profile of the parts")
   parser.add_argument("--quick", action="store_true", help="only batch 8, 64² patches")
-  parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated from {VARIANTS}")
-  parser.add_argument("--pipeline-workers", default="0,2", help="grain worker counts for the pipeline timing ('' = skip)")
+  parser.add_argument("--variants", default=",".join(VARIANTS),
+                      help=f"comma-separated from {VARIANTS}")
+  parser.add_argument("--pipeline-workers", default="0,2",
+                      help="grain worker counts for the pipeline timing ('' = skip)")
   parser.add_argument("--min-repeats", type=int, default=3)
   parser.add_argument("--target-s", type=float, default=5.0)
   parser.add_argument("--weights", default=os.environ.get("LAPSRN_WEIGHTS_DIR"),
@@ -287,38 +299,47 @@ def main(argv=None) -> int:
     parser.error("the pipeline timing needs the training images: pass --data or set "
                  "LAPSRN_DATA_DIR (or skip it with --pipeline-workers '')")
 
-  info = {"start": datetime.datetime.now().isoformat(timespec="seconds"), "command": " ".join(sys.argv),
-          **machine_info()}
-  print(f"# {info['start']}  {info['cpu']} x{info['cpu_count']}  load {info['loadavg']}", flush=True)
+  info = {"start": datetime.datetime.now().isoformat(timespec="seconds"),
+          "command": " ".join(sys.argv), **machine_info()}
+  print(f"# {info['start']}  {info['cpu']} x{info['cpu_count']}  load {info['loadavg']}",
+        flush=True)
   settings = ["b8_p64"] if args.quick else list(SETTINGS)
   rows, pipe = [], []
   for setting in settings:
     for variant in [v for v in args.variants.split(",") if v]:
-      spec = {"variant": variant, "setting": setting, "seed": 7, "weights": os.path.abspath(args.weights),
-              "min_repeats": args.min_repeats if setting == "b8_p64" else 2, "target_s": args.target_s}
+      spec = {"variant": variant, "setting": setting, "seed": 7,
+              "weights": os.path.abspath(args.weights),
+              "min_repeats": args.min_repeats if setting == "b8_p64" else 2,
+              "target_s": args.target_s}
       r = run_in_subprocess(spec, __file__)
       rows.append(r)
       print(f"  {variant:10s} {setting}: " + (
           f"median {r['median_s']:.3f}s over {len(r['times_s'])} (compile {r['compile_s']:.1f}s, "
-          f"1st {r['first_call_s']:.1f}s, loss {r['first_loss']:.1f}, peak RSS {r['peak_rss_mb']:.0f} MB)"
+          f"1st {r['first_call_s']:.1f}s, loss {r['first_loss']:.1f}, "
+          f"peak RSS {r['peak_rss_mb']:.0f} MB)"
           if "error" not in r else f"ERROR {r['error']}"), flush=True)
   for w in [int(w) for w in args.pipeline_workers.split(",") if w]:
-    spec = {"data": os.path.abspath(args.data), "batch": 64, "patch": 128, "workers": w, "batches": 5}
+    spec = {"data": os.path.abspath(args.data), "batch": 64, "patch": 128, "workers": w,
+            "batches": 5}
     r = run_in_subprocess(spec, __file__, "--pipeline-worker")
     pipe.append(r)
-    print(f"  pipeline workers={w}: " + (f"{r['patches_per_s']:.1f} patches/s" if "error" not in r else f"ERROR {r['error']}"), flush=True)
+    print(f"  pipeline workers={w}: " + (f"{r['patches_per_s']:.1f} patches/s" if "error" not in r
+                                         else f"ERROR {r['error']}"), flush=True)
   prof = None
   if not args.no_profile:  # the x2 chunk of the batch-8 setting: 3 LR patches of 32²
-    prof = run_in_subprocess({"weights": os.path.abspath(args.weights), "batch": 3, "size": 32, "repeats": 3},
+    prof = run_in_subprocess({"weights": os.path.abspath(args.weights), "batch": 3, "size": 32,
+                              "repeats": 3},
                              __file__, "--profile-worker")
   info["end"] = datetime.datetime.now().isoformat(timespec="seconds")
   info["loadavg_end"] = os.getloadavg()
   table = summarise(rows, pipe, prof)
   print(f"\nload at end {info['loadavg_end']}\n\n" + table)
   os.makedirs(args.out, exist_ok=True)
-  path = os.path.join(args.out, f"training-{'quick' if args.quick else 'full'}-{info['start'].replace(':', '')}.json")
+  path = os.path.join(args.out, f"training-{'quick' if args.quick else 'full'}-"
+                                f"{info['start'].replace(':', '')}.json")
   with open(path, "w") as f:
-    json.dump({"info": info, "rows": rows, "pipeline": pipe, "profile": prof, "table": table}, f, indent=1)
+    json.dump({"info": info, "rows": rows, "pipeline": pipe, "profile": prof, "table": table}, f,
+              indent=1)
   print(f"\nraw results: {path}")
   return 1 if any("error" in r for r in rows + pipe + ([prof] if prof else [])) else 0
 

@@ -2,10 +2,14 @@
 
     export LAPSRN_DATA_DIR=/path/to/data LAPSRN_WEIGHTS_DIR=/path/to/weights
     python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv3.py --workdir runs/cms_conv3
-    # variants (config arg, comma-separated): official SGD instead of Adam; an ablation; from scratch
-    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv3.py:sgd --workdir runs/cms_conv3_sgd
-    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv3.py:pad0 --workdir runs/cms_conv3_pad0
-    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv3.py:scratch --workdir runs/cms_conv3_scratch
+    # variants (config arg, comma-separated): official SGD instead of Adam; an ablation;
+    # from scratch
+    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv3.py:sgd \
+        --workdir runs/cms_conv3_sgd
+    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv3.py:pad0 \
+        --workdir runs/cms_conv3_pad0
+    python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv3.py:scratch \
+        --workdir runs/cms_conv3_scratch
 
 Starts from the official MS-LapSRN D5R8 weights converted for CMS-LapSRN (upconv kernel dropped,
 the upsampler reads conv3's kernel; 185,938 parameters), fits the tied upsampler to the old

@@ -3,7 +3,8 @@
     export LAPSRN_DATA_DIR=/path/to/data   # holds T91/, BSDS200/, BSDS100/
     python -m lapsrn_jax.train --config configs/ms_lapsrn_d5r8.py --workdir runs/ms_lapsrn_d5r8
     # the control of the CMS-LapSRN recipe: the official weights through the same fine-tuning
-    python -m lapsrn_jax.train --config configs/ms_lapsrn_d5r8.py:finetune --workdir runs/ms_finetune
+    python -m lapsrn_jax.train --config configs/ms_lapsrn_d5r8.py:finetune \
+        --workdir runs/ms_finetune
 
 291 training images (T91 + BSDS200), 128x128 HR patches, batch 64 split over scales 2/4/8
 (22/22/20), scale augmentation 0.5-1.0, rot90 + flips, Charbonnier (eps 1e-3) summed over pixels

@@ -20,6 +20,9 @@ def _md(text: str):
   return v4.new_markdown_cell(textwrap.dedent(text).strip())
 
 
+# In a code cell's text, a `\` ending a line joins it to the next, which starts in column 0 (a
+# string escape: the cell keeps one line). It keeps this file within 100 columns where the cell's
+# line, dedented, fits.
 def _code(text: str, tags=()):
   cell = v4.new_code_cell(textwrap.dedent(text).strip())
   if tags:
@@ -81,18 +84,22 @@ def colab_notebook():
       * `LAPSRN_DATA_DIR` set: the trained model is also scored on Set5 (`$LAPSRN_DATA_DIR/Set5`);
         otherwise on the config's validation photos.
       * `LAPSRN_NOTEBOOK_TINY=1` (environment): a tiny CPU smoke run (8 steps of `configs/debug.py`
-        at 2x) used by `tests/test_notebooks.py`. Its model is far below bicubic: it only checks that
-        every cell runs.
+        at 2x) used by `tests/test_notebooks.py`. Its model is far below bicubic: it only checks
+        that every cell runs.
       """),
       _code("""
       # Settings: edit these.
       REPO_URL = "https://github.com/YOUR-ORG/lapsrn-jax"  # your lapsrn-jax repository (Colab only)
-      CONFIG_NAME = "quickstart"  # a configs/*.py: "quickstart", "ms_lapsrn_d5r8", "cms_lapsrn_d5r8_conv3"
-      NUM_STEPS = None  # None: the config's number of steps; e.g. 20_000 for a shortened paper recipe
-      INIT_FROM = None  # None: the config's; "official:MSLapSRN_D5R8" fine-tunes from official weights
+      CONFIG_NAME = "quickstart"  # a configs/*.py: "quickstart", "ms_lapsrn_d5r8", \
+"cms_lapsrn_d5r8_conv3"
+      NUM_STEPS = None  # None: the config's number of steps; e.g. 20_000 for a shortened \
+paper recipe
+      INIT_FROM = None  # None: the config's; "official:MSLapSRN_D5R8" fine-tunes from \
+official weights
       WORKDIR = None  # None: workdirs/<config>; a workdir that holds a checkpoint is resumed
 
-      # Data and weights (paper recipe, Set5 scores, INIT_FROM="official:..."), e.g. on Google Drive:
+      # Data and weights (paper recipe, Set5 scores, INIT_FROM="official:..."), e.g. on \
+Google Drive:
       # from google.colab import drive; drive.mount("/content/drive")
       # import os; os.environ["LAPSRN_DATA_DIR"] = "/content/drive/MyDrive/lapsrn/data"
       # os.environ["LAPSRN_WEIGHTS_DIR"] = "/content/drive/MyDrive/lapsrn/weights"
@@ -122,7 +129,8 @@ def colab_notebook():
           raise ValueError("set REPO_URL in the first code cell to your lapsrn-jax repository")
         os.environ["LAPSRN_REPO_DIR"] = "/content/lapsrn-jax"
         if not pathlib.Path("/content/lapsrn-jax").exists():
-          subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/lapsrn-jax"], check=True)
+          subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/lapsrn-jax"], \
+check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/lapsrn-jax"],
                        check=True)
       """) + _FIND_REPO + textwrap.dedent("""
@@ -289,8 +297,9 @@ def quickstart_notebook():
       # Quickstart: super-resolve a photo with MS-LapSRN and CMS-LapSRN
 
       1. Load the official MS-LapSRN D5R8 weights (`MSLapSRN_D5R8.mat` from `$LAPSRN_WEIGHTS_DIR`),
-         or, when that variable is not set, train the small quickstart model (`configs/quickstart.py`:
-         about 6 minutes on a busy 2-core CPU, then ~0.8 dB above bicubic on this crop).
+         or, when that variable is not set, train the small quickstart model
+         (`configs/quickstart.py`: about 6 minutes on a busy 2-core CPU, then ~0.8 dB above bicubic
+         on this crop).
       2. Use the functional API: `create_model`, `model.init` / `model.apply`, `super_resolve`.
       3. Turn the MS-LapSRN weights into a CMS-LapSRN (the transposed-conv upsampler replaced by
          the regularised inverse of a stride-2 conv tied to a conv of the recursive block).
@@ -406,9 +415,10 @@ def quickstart_notebook():
       block, plus the old bias; `ρ = softplus(θ)` starts at 1.
 
       **Untuned, CMS-LapSRN is worse** than MS-LapSRN, possibly below bicubic, because the shared
-      weights were trained around a different upsampler. The papers' CMS-LapSRN numbers need fine-tuning (or
-      training from scratch): `python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv3.py
-      --config.init_from=official:MSLapSRN_D5R8 --workdir ...`. Its PSNR below is shown as it is.
+      weights were trained around a different upsampler. The papers' CMS-LapSRN numbers need
+      fine-tuning (or training from scratch): `python -m lapsrn_jax.train --config
+      configs/cms_lapsrn_d5r8_conv3.py --config.init_from=official:MSLapSRN_D5R8 --workdir ...`.
+      Its PSNR below is shown as it is.
       """),
       _code("""
       tie_to = min(3, ms_model.depth)
@@ -434,7 +444,8 @@ def quickstart_notebook():
       for name, image in outputs.items():
         p, s = paper_protocol(image, hr, SCALE)
         scores[name] = {"psnr": float(p), "ssim": float(s)}
-      (OUT_DIR / "scores.json").write_text(json.dumps({"source": SOURCE, "scores": scores}, indent=1))
+      (OUT_DIR / "scores.json").write_text(json.dumps({"source": SOURCE, "scores": scores}, \
+indent=1))
       rows = [f"| {name} | {v['psnr']:.2f} | {v['ssim']:.4f} |" for name, v in scores.items()]
       display(Markdown(f"**{SOURCE}**, {SCALE}x on a {hr.shape[0]}×{hr.shape[1]} crop\\n\\n"
                        "| Method | PSNR (dB) | SSIM |\\n|---|---|---|\\n" + "\\n".join(rows)))

@@ -27,7 +27,8 @@ DISTANCES = (1, 2, 4, 6, 8, 10, 12, 16)
 
 
 def tail_profile(kernel: jnp.ndarray, lam: float, grid: int = GRID) -> dict[int, float]:
-  """`{r: max_{|d|_inf > r} ||tap(d)|| / max_d ||tap(d)||}` of `(C Cᵀ + λI)⁻¹` on a periodic grid."""
+  """`{r: max_{|d|_inf > r} ||tap(d)|| / max_d ||tap(d)||}` of `(C Cᵀ + λI)⁻¹` on a periodic
+  grid."""
   factor = ops.factorize(kernel, lam, (grid, grid), boundary="periodic")
   c = kernel.shape[3]
   inverse = np.asarray(factor.inverse).reshape(grid, grid // 2 + 1, c, c)

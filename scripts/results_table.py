@@ -19,7 +19,8 @@ SETS = ("Set5", "Set14", "BSDS100", "Urban100", "Manga109")
 ROWS = (("bicubic", "Bicubic"), ("lapsrn", "LapSRN (official weights)"),
         ("ms_lapsrn", "MS-LapSRN D5R8 (official weights)"), ("cms1", "CMS-LapSRN (1st conv), ours"),
         ("cms3", "CMS-LapSRN (3rd conv), ours"), ("cms5", "CMS-LapSRN (5th conv), ours"))
-# The CMS-LapSRN poster's Table 1 (PSNR, SSIM) for the five sets of SETS (docs/evaluation_protocol.md).
+# The CMS-LapSRN poster's Table 1 (PSNR, SSIM) for the five sets of SETS
+# (docs/evaluation_protocol.md).
 POSTER = {
     2: {"bicubic": ((33.69, .931), (30.25, .870), (29.57, .844), (26.89, .841), (30.86, .936)),
         "lapsrn": ((37.24, .957), (32.78, .910), (31.78, .892), (30.60, .911), (36.73, .971)),

@@ -9,7 +9,8 @@ from PIL import Image
 from lapsrn_jax import evaluate
 from lapsrn_jax.imresize import imresize
 
-# The CMS-LapSRN poster, Table 1, Bicubic row (PSNR / SSIM); the protocol: docs/evaluation_protocol.md.
+# The CMS-LapSRN poster, Table 1, Bicubic row (PSNR / SSIM); the protocol:
+# docs/evaluation_protocol.md.
 POSTER_BICUBIC = {
     ("Set5", 2): (33.69, 0.931), ("Set5", 4): (28.43, 0.811), ("Set5", 8): (24.40, 0.658),
     ("Set14", 2): (30.25, 0.870), ("Set14", 4): (26.01, 0.704), ("Set14", 8): (23.10, 0.566),
@@ -193,7 +194,8 @@ def test_large_set_bicubic_matches_the_poster(data_dir, name):
 
 
 def test_an_exact_reconstruction_is_capped_in_strict_json(tmp_path):
-  """A flat image: bicubic reproduces it exactly (infinite PSNR), written as PSNR_CAP, not Infinity."""
+  """A flat image: bicubic reproduces it exactly (infinite PSNR), written as PSNR_CAP, not
+  Infinity."""
   folder = tmp_path / "flat"
   folder.mkdir()
   Image.fromarray(np.full((16, 16), 120, np.uint8)).save(folder / "flat.png")
@@ -224,7 +226,8 @@ def test_files_sharing_a_stem_keep_distinct_names_and_images(tiny_set, tmp_path)
   assert evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), "--scales", "2",
                         "--output", str(tmp_path / "r.json"), "--save-images",
                         str(tmp_path / "out"), "--no-progress"]) == 0
-  names = [im["name"] for im in json.loads((tmp_path / "r.json").read_text())["results"][0]["images"]]
+  names = [im["name"]
+           for im in json.loads((tmp_path / "r.json").read_text())["results"][0]["images"]]
   assert names == ["gray", "rgb.jpg", "rgb.png"]
   assert sorted(p.name for p in (tmp_path / "out" / "tiny" / "x2").iterdir()) == [
       "gray.png", "rgb.jpg.png", "rgb.png.png"]

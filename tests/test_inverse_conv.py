@@ -1,4 +1,5 @@
-"""Tests for lapsrn_jax.ops: the periodic stride-2 conv C, its adjoint and C⁺_λ = Cᵀ(CCᵀ + λI)⁻¹.
+"""Tests for lapsrn_jax.ops: the periodic stride-2 conv C, its adjoint and
+C⁺_λ = Cᵀ(CCᵀ + λI)⁻¹.
 
 Oracles: C built as an explicit matrix from its definition (numpy loops), numpy pinv/solve,
 finite differences, float64 against float32, and a MatConvNet-style transposed convolution.
@@ -41,7 +42,8 @@ def he_kernel(rng, size, cin, cout):
 
 
 def matconvnet_convt(y, kernel):
-  """MatConvNet ConvTranspose(upsample 2, crop [0 1 0 1]) with zero boundary: [N,H,W,Co] -> [N,2H,2W,Ci]."""
+  """MatConvNet ConvTranspose(upsample 2, crop [0 1 0 1]) with zero boundary: [N,H,W,Co] ->
+  [N,2H,2W,Ci]."""
   flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
   return lax.conv_general_dilated(y, flipped, (1, 1), ((2, 1), (2, 1)), lhs_dilation=(2, 2),
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -121,7 +123,8 @@ def test_scaled_inverse_tends_to_transposed_conv(x64):
   y = jnp.asarray(rng.standard_normal((2, 8, 8, 8)))
   tau = ops.gram_scale(kernel)
   adjoint = ops.stride2_conv_transpose(y, kernel)
-  err = [rel_norm(rho * tau * ops.inverse_conv(y, kernel, rho * tau), adjoint) for rho in (1e4, 1e6)]
+  err = [rel_norm(rho * tau * ops.inverse_conv(y, kernel, rho * tau), adjoint)
+         for rho in (1e4, 1e6)]
   assert err[1] < 1e-5 and err[1] < err[0] / 50, err
 
 
@@ -224,7 +227,8 @@ def test_jit_grad_through_factorize_many_and_apply_completes():
 
   def loss(kernel, theta):
     lam = jax.nn.softplus(theta) * ops.gram_scale(kernel)
-    factors = ops.factorize_many(kernel, lam, [y.shape[1:3] for y in ys], boundary="symmetric", pad=2)
+    factors = ops.factorize_many(kernel, lam, [y.shape[1:3] for y in ys], boundary="symmetric",
+                                 pad=2)
     return sum(jnp.sum(ops.apply(f, y) ** 2) for f, y in zip(factors, ys))
 
   value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
@@ -251,8 +255,10 @@ def test_lam_stays_traceable():
     (lambda y, k: ops.inverse_conv(y, k[0], 1.0), "kernel must be 4-D"),
     (lambda y, k: ops.inverse_conv(y, k[..., None], 1.0), "kernel must be 4-D"),
     (lambda y, k: ops.inverse_conv(y[..., :2], k, 1.0), "channels but the kernel's C_out is 3"),
-    (lambda y, k: ops.stride2_conv_transpose(y[..., :2], k), "channels but the kernel's C_out is 3"),
-    (lambda y, k: ops.stride2_conv(jnp.zeros((1, 8, 8, 3)), k), "channels but the kernel's C_in is 2"),
+    (lambda y, k: ops.stride2_conv_transpose(y[..., :2], k),
+     "channels but the kernel's C_out is 3"),
+    (lambda y, k: ops.stride2_conv(jnp.zeros((1, 8, 8, 3)), k),
+     "channels but the kernel's C_in is 2"),
     (lambda y, k: ops.stride2_conv(jnp.zeros((1, 7, 8, 2)), k), "even height and width"),
     (lambda y, k: ops.stride2_conv(jnp.zeros((8, 8, 2)), k), "x must be 4-D"),
     (lambda y, k: ops.inverse_conv(y, k, 0.0), "lam must be > 0"),
@@ -261,8 +267,10 @@ def test_lam_stays_traceable():
     (lambda y, k: ops.inverse_conv(y, k, jnp.zeros(())), "lam must be > 0"),
     (lambda y, k: ops.inverse_conv(y, k, jnp.ones(2)), "lam must be a scalar"),
     (lambda y, k: ops.inverse_conv(y, k, 1.0, boundary="reflect"), "boundary must be one of"),
-    (lambda y, k: ops.inverse_conv(y, k, 1.0, boundary="symmetric", pad=-1), "pad must be an integer >= 0"),
-    (lambda y, k: ops.inverse_conv(y, k, 1.0, boundary="symmetric", pad=1.5), "pad must be an integer >= 0"),
+    (lambda y, k: ops.inverse_conv(y, k, 1.0, boundary="symmetric", pad=-1),
+     "pad must be an integer >= 0"),
+    (lambda y, k: ops.inverse_conv(y, k, 1.0, boundary="symmetric", pad=1.5),
+     "pad must be an integer >= 0"),
     (lambda y, k: ops.factorize(k, 1.0, (4,)), "lr_shape must be"),
     (lambda y, k: ops.factorize(k, 1.0, (4, 0)), "lr_shape must be"),
     (lambda y, k: ops.apply(ops.factorize(k, 1.0, (5, 5)), y), "factor was built for"),

@@ -70,8 +70,9 @@ def _write_workdir(path: pathlib.Path, name: str, overrides: dict, params) -> No
 def test_workdir_checkpoints_folder_and_one_checkpoint_load_the_trained_params(tmp_path):
   overrides = {"depth": 1, "recursions": 1, "features": 4}
   model = create_model("ms_lapsrn", **overrides)
-  params = jax.tree.map(np.asarray, model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32),
-                                               scale=2)["params"])
+  params = jax.tree.map(np.asarray,
+                        model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32),
+                                   scale=2)["params"])
   _write_workdir(tmp_path / "run", "ms_lapsrn", overrides, params)
   for spec in ("run", "run/checkpoints", "run/checkpoints/3"):
     got_model, got_params = loading.load_model(tmp_path / spec)
@@ -104,8 +105,8 @@ def test_init_from_converts_ms_weights_for_a_cms_model(weights_dir):
   from lapsrn_jax.training import initialization  # pylint: disable=import-outside-toplevel
 
   model = create_model("cms_lapsrn_d5r8_conv3")
-  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32),
-                                               scale=2))["params"]
+  expected = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32), scale=2))["params"]
   require_file(weights_dir, "MSLapSRN_D5R2.mat")
   params = initialization._loaded_params("official:MSLapSRN_D5R2", model, expected)
   assert isinstance(model, CMSLapSRN) and set(params["upconv"]) == {"bias", "theta"}

@@ -3,8 +3,8 @@
 Each notebook runs in a fresh kernel of this interpreter (a kernelspec written to a temporary
 JUPYTER_PATH), with the repository first on PYTHONPATH and a temporary working directory; any
 failing cell fails the test. The scores the notebooks write are checked against independent
-references: the published Bicubic row (docs/evaluation_protocol.md) and, for the official weights, bicubic.
-Figures must appear in the outputs (matplotlib's inline backend: headless, like Agg).
+references: the published Bicubic row (docs/evaluation_protocol.md) and, for the official weights,
+bicubic. Figures must appear in the outputs (matplotlib's inline backend: headless, like Agg).
 """
 
 import json

@@ -15,7 +15,8 @@ from lapsrn_jax.models import create_model
 @pytest.mark.parametrize("length,tile,overlap", [
     (1, 8, 3), (7, 8, 3), (8, 8, 3), (9, 8, 3), (23, 8, 3), (100, 16, 0), (101, 16, 7),
     (57, 20, 4), (1000, 256, 73)])
-def test_plan_axis_partitions_the_axis_and_keeps_pixels_away_from_window_borders(length, tile, overlap):
+def test_plan_axis_partitions_the_axis_and_keeps_pixels_away_from_window_borders(
+    length, tile, overlap):
   spans = tiling.plan_axis(length, tile, overlap)
   size = min(length, tile)
   kept = np.concatenate([np.arange(s.keep_start, s.keep_stop) for s in spans])
@@ -40,7 +41,8 @@ def _box_then_nearest(x, radius=2, scale=2):
   """A numpy SR stand-in with a known receptive field: zero-padded box sum, then 2x nearest."""
   n, h, w, c = x.shape
   padded = np.pad(x, ((0, 0), (radius, radius), (radius, radius), (0, 0)))
-  box = sum(padded[:, i:i + h, j:j + w] for i in range(2 * radius + 1) for j in range(2 * radius + 1))
+  box = sum(padded[:, i:i + h, j:j + w] for i in range(2 * radius + 1)
+            for j in range(2 * radius + 1))
   return np.repeat(np.repeat(box, scale, axis=1), scale, axis=2)
 
 
@@ -118,7 +120,8 @@ def test_receptive_radius_bounds_the_gradient_support_tightly(name, fields, scal
   model, params = _tiny(name, **dict(fields))
   n = 31
   x = jax.random.uniform(jax.random.PRNGKey(3), (1, n, n, 1))
-  grad = jax.jit(jax.grad(lambda x, i: model.apply({"params": params}, x, scale=scale)[-1][0, i, i, 0]))
+  grad = jax.jit(jax.grad(
+      lambda x, i: model.apply({"params": params}, x, scale=scale)[-1][0, i, i, 0]))
   reach = 0
   for sub in range(scale):  # every output pixel of the centre LR pixel (diagonal)
     g = np.asarray(grad(x, (n // 2) * scale + sub))[0, :, :, 0]
@@ -179,11 +182,13 @@ def test_self_ensemble_is_the_mean_over_the_8_dihedral_transforms_and_is_equivar
     a = a[:, :, ::-1] if fw else a
     return a[:, ::-1] if fh else a
 
-  expected = np.mean([inverse(fn(np.ascontiguousarray(forward(x, *g))), *g) for g in transforms], axis=0)
+  expected = np.mean([inverse(fn(np.ascontiguousarray(forward(x, *g))), *g) for g in transforms],
+                     axis=0)
   np.testing.assert_allclose(out, expected, atol=1e-5)
   assert np.abs(fn(x) - out).max() > 1e-3  # the network alone is not equivariant
   for g in [(True, False, False), (False, True, True)]:
-    np.testing.assert_allclose(ens(np.ascontiguousarray(forward(x, *g))), forward(out, *g), atol=1e-5)
+    np.testing.assert_allclose(ens(np.ascontiguousarray(forward(x, *g))), forward(out, *g),
+                               atol=1e-5)
 
 
 def test_tiled_cms_lapsrn_matches_the_untiled_network_within_its_decay_margin():

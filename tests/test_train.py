@@ -316,7 +316,8 @@ def test_a_damaged_latest_checkpoint_is_skipped_when_loading(runs, tmp_path, cap
     _, params = workdir_lib.load_trained(workdir, prefer="latest")
     assert evaluate.model_from_spec(str(workdir)).name == "ours:run"
   warnings = [r.getMessage() for r in caplog.records if "skipped damaged" in r.getMessage()]
-  assert warnings and all("checkpoints/12 (" in w and "step 8" in w and "\n" not in w for w in warnings)
+  assert warnings and all("checkpoints/12 (" in w and "step 8" in w and "\n" not in w
+                          for w in warnings)
   expected = flat_params(workdir_lib.load_trained(runs.ref / "checkpoints" / "8")[1])
   params = flat_params(params)
   assert all(np.array_equal(params[k], expected[k]) for k in expected)
@@ -326,8 +327,8 @@ def test_a_damaged_latest_checkpoint_is_skipped_when_loading(runs, tmp_path, cap
   assert evaluate.main(["--model", damaged, "--hr-dir", str(tmp_path / "hr"), "--no-progress"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "cannot be restored" in err[0], err
-  assert upscale.main([str(tmp_path / "hr" / "flat.png"), "--scale", "2", "--output", str(tmp_path / "o"),
-                       "--model", damaged]) == 2
+  assert upscale.main([str(tmp_path / "hr" / "flat.png"), "--scale", "2",
+                       "--output", str(tmp_path / "o"), "--model", damaged]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "cannot be restored" in err[0], err
 

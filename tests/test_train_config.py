@@ -22,7 +22,8 @@ def load(path: pathlib.Path, *arg: str) -> ml_collections.ConfigDict:
 @pytest.fixture(autouse=True)
 def _data_env(monkeypatch):
   monkeypatch.setenv("LAPSRN_DATA_DIR", "/nonexistent-but-set")  # validation touches no files
-  monkeypatch.setenv("LAPSRN_WEIGHTS_DIR", "/nonexistent-but-set")  # CMS configs: init_from official
+  # CMS configs: init_from official
+  monkeypatch.setenv("LAPSRN_WEIGHTS_DIR", "/nonexistent-but-set")
 
 
 def _sequences(tree, prefix=""):

@@ -36,7 +36,8 @@ def _image(h, w, c, dtype=np.uint8):
 def test_png16_round_trip_with_every_filter(channels, filters):
   pixels = RNG.integers(0, 65536, (7, 9, channels)).astype(np.uint16)
   pixels[:3] = RNG.integers(0, 300, (3, 9, channels))  # small values: carries across bytes
-  np.testing.assert_array_equal(upscale_io.decode_png16(upscale_io.encode_png16(pixels, filters)), pixels)
+  np.testing.assert_array_equal(upscale_io.decode_png16(upscale_io.encode_png16(pixels, filters)),
+                                pixels)
 
 
 def test_png16_decoder_matches_pillow_on_pillows_own_16bit_gray_files():

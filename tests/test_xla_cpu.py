@@ -44,7 +44,8 @@ _PROBE = """
 import lapsrn_jax, jax, jax.numpy as jnp
 from lapsrn_jax.models import layers
 x, k = jnp.ones((2, 16, 16, 64)), jnp.ones((3, 3, 64, 64))
-print("YNN" if "ynn_fusion" in jax.jit(layers.conv3x3).lower(x, k).compile().as_text() else "NO-YNN")
+print("YNN" if "ynn_fusion" in jax.jit(layers.conv3x3).lower(x, k).compile().as_text() \
+else "NO-YNN")
 print(float(layers.conv3x3(x, k)[0, 4, 4, 0]))
 """
 
@@ -62,7 +63,8 @@ def _probe(opt_out: bool) -> list[str]:
 def test_importing_lapsrn_jax_moves_convolutions_off_ynnpack_with_the_same_result():
   version = xla_cpu.jaxlib_version()
   if not (version or "").startswith(xla_cpu.VERIFIED_JAXLIB):
-    pytest.skip(f"jaxlib {version} is not in VERIFIED_JAXLIB {xla_cpu.VERIFIED_JAXLIB}: no flag added")
+    pytest.skip(f"jaxlib {version} is not in VERIFIED_JAXLIB {xla_cpu.VERIFIED_JAXLIB}: "
+                "no flag added")
   tuned, default = _probe(opt_out=False), _probe(opt_out=True)
   assert tuned[0] == "NO-YNN"
   assert default[0] == "YNN"  # the flag is what changes the kernel (else it would be dead weight)
