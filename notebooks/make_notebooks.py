@@ -20,9 +20,6 @@ def _md(text: str):
   return v4.new_markdown_cell(textwrap.dedent(text).strip())
 
 
-# In a code cell's text, a `\` ending a line joins it to the next, which starts in column 0 (a
-# string escape: the cell keeps one line). It keeps this file within 100 columns where the cell's
-# line, dedented, fits.
 def _code(text: str, tags=()):
   cell = v4.new_code_cell(textwrap.dedent(text).strip())
   if tags:
@@ -90,16 +87,13 @@ def colab_notebook():
       _code("""
       # Settings: edit these.
       REPO_URL = "https://github.com/YOUR-ORG/lapsrn-jax"  # your lapsrn-jax repository (Colab only)
-      CONFIG_NAME = "quickstart"  # a configs/*.py: "quickstart", "ms_lapsrn_d5r8", \
-"cms_lapsrn_d5r8_conv3"
-      NUM_STEPS = None  # None: the config's number of steps; e.g. 20_000 for a shortened \
-paper recipe
-      INIT_FROM = None  # None: the config's; "official:MSLapSRN_D5R8" fine-tunes from \
-official weights
+      # A configs/*.py: "quickstart", "ms_lapsrn_d5r8", "cms_lapsrn_d5r8_conv3".
+      CONFIG_NAME = "quickstart"
+      NUM_STEPS = None  # None: the config's number of steps; e.g. 20_000 for a shorter recipe
+      INIT_FROM = None  # None: the config's; "official:MSLapSRN_D5R8" fine-tunes official weights
       WORKDIR = None  # None: workdirs/<config>; a workdir that holds a checkpoint is resumed
 
-      # Data and weights (paper recipe, Set5 scores, INIT_FROM="official:..."), e.g. on \
-Google Drive:
+      # Data and weights (paper recipe, Set5 scores, INIT_FROM="official:..."), e.g. on Drive:
       # from google.colab import drive; drive.mount("/content/drive")
       # import os; os.environ["LAPSRN_DATA_DIR"] = "/content/drive/MyDrive/lapsrn/data"
       # os.environ["LAPSRN_WEIGHTS_DIR"] = "/content/drive/MyDrive/lapsrn/weights"
@@ -129,8 +123,8 @@ Google Drive:
           raise ValueError("set REPO_URL in the first code cell to your lapsrn-jax repository")
         os.environ["LAPSRN_REPO_DIR"] = "/content/lapsrn-jax"
         if not pathlib.Path("/content/lapsrn-jax").exists():
-          subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/lapsrn-jax"], \
-check=True)
+          subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "/content/lapsrn-jax"],
+                         check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/lapsrn-jax"],
                        check=True)
       """) + _FIND_REPO + textwrap.dedent("""
@@ -444,8 +438,8 @@ def quickstart_notebook():
       for name, image in outputs.items():
         p, s = paper_protocol(image, hr, SCALE)
         scores[name] = {"psnr": float(p), "ssim": float(s)}
-      (OUT_DIR / "scores.json").write_text(json.dumps({"source": SOURCE, "scores": scores}, \
-indent=1))
+      summary = {"source": SOURCE, "scores": scores}
+      (OUT_DIR / "scores.json").write_text(json.dumps(summary, indent=1))
       rows = [f"| {name} | {v['psnr']:.2f} | {v['ssim']:.4f} |" for name, v in scores.items()]
       display(Markdown(f"**{SOURCE}**, {SCALE}x on a {hr.shape[0]}×{hr.shape[1]} crop\\n\\n"
                        "| Method | PSNR (dB) | SSIM |\\n|---|---|---|\\n" + "\\n".join(rows)))

@@ -44,8 +44,8 @@ _PROBE = """
 import lapsrn_jax, jax, jax.numpy as jnp
 from lapsrn_jax.models import layers
 x, k = jnp.ones((2, 16, 16, 64)), jnp.ones((3, 3, 64, 64))
-print("YNN" if "ynn_fusion" in jax.jit(layers.conv3x3).lower(x, k).compile().as_text() \
-else "NO-YNN")
+hlo = jax.jit(layers.conv3x3).lower(x, k).compile().as_text()
+print("YNN" if "ynn_fusion" in hlo else "NO-YNN")
 print(float(layers.conv3x3(x, k)[0, 4, 4, 0]))
 """
 
