@@ -1,16 +1,15 @@
-"""The upscale CLI and its I/O: formats, bit depths, alpha, EXIF orientation, bad inputs, tiling."""
+"""The upscale CLI: formats, bit depths, alpha, EXIF orientation, bad inputs, tiling (its image
+I/O alone: test_upscale_io.py)."""
 
 import functools
 import hashlib
-import io
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tifffile
-from PIL import Image, ImageOps
+from PIL import Image
 
 from conftest import require_file
 from lapsrn_jax import upscale, upscale_io
@@ -30,116 +29,9 @@ def _image(h, w, c, dtype=np.uint8):
   return np.clip(smooth * peak, 0, peak).round().astype(dtype)
 
 
-# ------------------------------------------------------------------------------- PNG 16-bit
-@pytest.mark.parametrize("channels", [1, 2, 3, 4])
-@pytest.mark.parametrize("filters", [0, 1, 2, 3, 4, "auto"])
-def test_png16_round_trip_with_every_filter(channels, filters):
-  pixels = RNG.integers(0, 65536, (7, 9, channels)).astype(np.uint16)
-  pixels[:3] = RNG.integers(0, 300, (3, 9, channels))  # small values: carries across bytes
-  np.testing.assert_array_equal(upscale_io.decode_png16(upscale_io.encode_png16(pixels, filters)),
-                                pixels)
-
-
-def test_png16_decoder_matches_pillow_on_pillows_own_16bit_gray_files():
-  gray = _image(40, 50, 1, np.uint16)[..., 0]
-  gray[:, :20] = np.arange(20) * 3000  # flat rows + gradients: Pillow picks several filters
-  buffer = io.BytesIO()
-  Image.fromarray(gray).save(buffer, format="PNG")
-  data = buffer.getvalue()
-  np.testing.assert_array_equal(upscale_io.decode_png16(data)[..., 0], gray)
-  # ... and Pillow reads ours: gray exactly, RGB as its high bytes (Pillow truncates to 8 bits).
-  ours = Image.open(io.BytesIO(upscale_io.encode_png16(gray[..., None])))
-  np.testing.assert_array_equal(np.asarray(ours), gray)
-  rgb = RNG.integers(0, 65536, (5, 6, 3)).astype(np.uint16)
-  truncated = np.asarray(Image.open(io.BytesIO(upscale_io.encode_png16(rgb))))
-  np.testing.assert_array_equal(truncated, rgb >> 8)
-
-
-def test_png16_decoder_rejects_a_corrupt_file():
-  data = bytearray(upscale_io.encode_png16(np.zeros((4, 4, 3), np.uint16)))
-  data[40] ^= 0xFF  # inside IDAT
-  with pytest.raises(ValueError, match="CRC"):
-    upscale_io.decode_png16(bytes(data))
-
-
-# ------------------------------------------------------------------------------- reading files
 def _save(path, pixels, **kwargs):
   Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path, **kwargs)
   return path
-
-
-@pytest.mark.parametrize("name,channels", [("gray.png", 1), ("ga.png", 2), ("rgb.png", 3),
-                                           ("rgba.png", 4), ("rgb.bmp", 3), ("gray.bmp", 1),
-                                           ("rgb.tif", 3), ("rgba.tiff", 4), ("gray.tif", 1)])
-def test_read_pixels_returns_8bit_files_exactly(tmp_path, name, channels):
-  pixels = _image(6, 5, channels)
-  got = upscale_io.read_pixels(_save(tmp_path / name, pixels))
-  assert got.dtype == np.uint8
-  np.testing.assert_array_equal(got, pixels)
-
-
-def test_read_pixels_returns_16bit_files_exactly(tmp_path):
-  gray = _image(6, 5, 1, np.uint16)
-  rgb, rgba = _image(6, 5, 3, np.uint16), _image(6, 5, 4, np.uint16)
-  (tmp_path / "rgb16.png").write_bytes(upscale_io.encode_png16(rgb))
-  tifffile.imwrite(tmp_path / "rgb16.tif", rgb, photometric="rgb")
-  tifffile.imwrite(tmp_path / "rgba16.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
-  for name, expected in [("rgb16.png", rgb), ("rgb16.tif", rgb), ("rgba16.tif", rgba),
-                         ("gray16.png", gray)]:
-    if name == "gray16.png":
-      _save(tmp_path / name, gray)  # Pillow writes 16-bit gray itself
-    got = upscale_io.read_pixels(tmp_path / name)
-    assert got.dtype == np.uint16, name
-    np.testing.assert_array_equal(got, expected, err_msg=name)
-
-
-def test_read_pixels_decodes_jpeg_and_palette_like_pillow(tmp_path):
-  rgb = _image(16, 12, 3)
-  _save(tmp_path / "a.jpg", rgb, quality=95)
-  np.testing.assert_array_equal(upscale_io.read_pixels(tmp_path / "a.jpg"),
-                                np.asarray(Image.open(tmp_path / "a.jpg")))
-  palette = Image.fromarray(rgb).convert("P")
-  palette.save(tmp_path / "p.png", transparency=0)
-  got = upscale_io.read_pixels(tmp_path / "p.png")
-  np.testing.assert_array_equal(got, np.asarray(Image.open(tmp_path / "p.png").convert("RGBA")))
-
-
-@pytest.mark.parametrize("orientation", range(1, 9))
-def test_orient_matches_pillows_exif_transpose(orientation):
-  pixels = _image(3, 5, 3)
-  image = Image.fromarray(pixels)
-  exif = image.getexif()
-  exif[0x0112] = orientation
-  image.info["exif"] = exif.tobytes()
-  expected = np.asarray(ImageOps.exif_transpose(image))
-  np.testing.assert_array_equal(upscale_io.orient(pixels, orientation), expected)
-
-
-def test_read_pixels_applies_the_exif_orientation_of_a_jpeg(tmp_path):
-  pixels = _image(8, 16, 3)
-  exif = Image.Exif()
-  exif[0x0112] = 6  # rotate 90 degrees clockwise for display
-  _save(tmp_path / "rot.jpg", pixels, quality=95, exif=exif.tobytes())
-  got = upscale_io.read_pixels(tmp_path / "rot.jpg")
-  stored = np.asarray(Image.open(tmp_path / "rot.jpg"))
-  assert got.shape == (16, 8, 3)
-  np.testing.assert_array_equal(got, np.rot90(stored, -1))
-
-
-def test_read_pixels_names_a_corrupt_file(tmp_path):
-  bad = tmp_path / "bad.png"
-  bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-  with pytest.raises(upscale_io.ImageReadError, match="bad.png"):
-    upscale_io.read_pixels(bad)
-
-
-def test_write_pixels_round_trips_8_and_16_bit(tmp_path):
-  for channels in (1, 2, 3, 4):
-    for dtype in (np.uint8, np.uint16):
-      pixels = _image(4, 3, channels, dtype)
-      upscale_io.write_pixels(tmp_path / "o.png", pixels)
-      np.testing.assert_array_equal(upscale_io.read_pixels(tmp_path / "o.png"), pixels)
-  assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no leftover temporary file
 
 
 # ------------------------------------------------------------------------------- the pipeline
@@ -235,7 +127,7 @@ def test_cli_upscales_every_format_and_reports_a_corrupt_file(tmp_path, tiny_cli
   _save(src / "photo.jpg", _image(8, 13, 3), quality=90, exif=exif.tobytes())
   _save(src / "rgb.bmp", _image(7, 7, 3))
   _save(src / "scan.tif", _image(5, 21, 3))
-  (src / "deep.png").write_bytes(upscale_io.encode_png16(_image(6, 18, 3, np.uint16)))
+  upscale_io.write_pixels(src / "deep.png", _image(6, 18, 3, np.uint16))
   (src / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
   single = tmp_path / "one.png"
   _save(single, _image(1, 1, 3))
