@@ -16,6 +16,7 @@ import os
 import pathlib
 import threading
 
+import numpy as np
 import pytest
 
 
@@ -61,6 +62,25 @@ def require_file(folder: pathlib.Path, name: str) -> pathlib.Path:
   path = folder / name
   if not path.exists():
     pytest.fail(f"{path} is missing although its folder was given through the environment")
+  return path
+
+
+def smooth_image(rng, h: int, w: int, c: int, dtype=np.uint8) -> np.ndarray:
+  """A smooth random `[h, w, c]` image (photographs are smooth; keeps JPEG close to its source)."""
+  from lapsrn_jax.imresize import imresize  # pylint: disable=import-outside-toplevel
+
+  peak = np.iinfo(dtype).max
+  if min(h, w) < 4:
+    return (rng.random((h, w, c)) * peak).round().astype(dtype)
+  smooth = imresize(rng.random((h // 4 + 1, w // 4 + 1, c)), output_shape=(h, w))
+  return np.clip(smooth * peak, 0, peak).round().astype(dtype)
+
+
+def save_image(path, pixels, **kwargs):
+  """Writes `[h, w, c]` pixels with Pillow (gray when c = 1); returns `path`."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path, **kwargs)
   return path
 
 

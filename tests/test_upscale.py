@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import require_file
+from conftest import require_file, save_image, smooth_image
 from lapsrn_jax import upscale, upscale_io
 from lapsrn_jax.imresize import imresize
 from lapsrn_jax.inference import super_resolve
@@ -21,17 +21,10 @@ RNG = np.random.default_rng(0)
 
 
 def _image(h, w, c, dtype=np.uint8):
-  """A smooth random image (photographs are smooth; keeps JPEG close to its source)."""
-  peak = np.iinfo(dtype).max
-  if min(h, w) < 4:
-    return (RNG.random((h, w, c)) * peak).round().astype(dtype)
-  smooth = imresize(RNG.random((h // 4 + 1, w // 4 + 1, c)), output_shape=(h, w))
-  return np.clip(smooth * peak, 0, peak).round().astype(dtype)
+  return smooth_image(RNG, h, w, c, dtype)
 
 
-def _save(path, pixels, **kwargs):
-  Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path, **kwargs)
-  return path
+_save = save_image
 
 
 # ------------------------------------------------------------------------------- the pipeline

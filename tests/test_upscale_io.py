@@ -8,8 +8,8 @@ import pytest
 import tifffile
 from PIL import Image, ImageOps
 
+from conftest import save_image, smooth_image
 from lapsrn_jax import upscale_io
-from lapsrn_jax.imresize import imresize
 
 RNG = np.random.default_rng(0)
 ADAM7 = [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2),
@@ -17,17 +17,10 @@ ADAM7 = [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (
 
 
 def _image(h, w, c, dtype=np.uint8):
-  """A smooth random image (photographs are smooth; keeps JPEG close to its source)."""
-  peak = np.iinfo(dtype).max
-  if min(h, w) < 4:
-    return (RNG.random((h, w, c)) * peak).round().astype(dtype)
-  smooth = imresize(RNG.random((h // 4 + 1, w // 4 + 1, c)), output_shape=(h, w))
-  return np.clip(smooth * peak, 0, peak).round().astype(dtype)
+  return smooth_image(RNG, h, w, c, dtype)
 
 
-def _save(path, pixels, **kwargs):
-  Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(path, **kwargs)
-  return path
+_save = save_image
 
 
 def _png16(pixels, interlace=False, trns=None):
