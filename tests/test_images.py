@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lapsrn_jax.images import ImageReadError, list_images, mod_crop, read_image
+from lapsrn_jax.images import ImageReadError, from_float, list_images, mod_crop, read_image
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,16 @@ def test_mod_crop_rejects_bad_scales(rgb):
       mod_crop(rgb, scale)
   with pytest.raises(ValueError, match="smaller than the scale"):
     mod_crop(rgb, 8)
+
+
+def test_from_float_is_matlab_rounding_half_up_and_saturating():
+  """The one rounding rule (MATLAB im2uint8 / im2uint16), against exact integer arithmetic."""
+  x = np.array([-0.1, 0.0, 0.5 / 255, 1.49 / 255, 1.5 / 255, 254.5 / 255, 1.0, 1.2])
+  np.testing.assert_array_equal(from_float(x, np.uint8), [0, 0, 1, 1, 2, 255, 255, 255])
+  k = np.arange(0, 65536, 97)
+  np.testing.assert_array_equal(from_float((k + 0.5) / 65535, np.uint16),
+                                np.minimum(k + 1, 65535))  # halves round up
+  np.testing.assert_array_equal(from_float((k + 0.49) / 65535, np.uint16), k)
+  assert from_float(x, np.float32).dtype == np.float32  # floats: a plain cast, no clipping
+  with pytest.raises(ValueError, match="uint8, uint16 or float"):
+    from_float(x, np.int32)
