@@ -60,6 +60,18 @@ def _jitted_factor(model):
   return jax.jit(lambda params: model.apply({"params": params}, method="factor"))
 
 
+@functools.lru_cache(maxsize=32)
+def _has_factor_cached(model, treedef, leaves) -> bool:
+  shapes = jax.tree_util.tree_unflatten(treedef, leaves)
+  return jax.eval_shape(lambda p: model.apply({"params": p}, method="factor"), shapes) is not None
+
+
+def _has_factor(model, shapes) -> bool:
+  """Whether `model.factor()` returns anything, for params of these shapes (traced once)."""
+  leaves, treedef = jax.tree_util.tree_flatten(shapes)
+  return _has_factor_cached(model, treedef, tuple(leaves))
+
+
 def _compute_factor(model, params):
   return _jitted_factor(model)(params)
 
@@ -80,8 +92,12 @@ def cached_factor(model, params):
   scale.
 
   Keyed by the model and a fingerprint of the params (not their identity, so new values are
-  never served a stale factor); `FACTOR_CACHE_SIZE` entries.
+  never served a stale factor); `FACTOR_CACHE_SIZE` entries. Models without a factor skip the
+  fingerprint (known once per model by abstract evaluation).
   """
+  if not _has_factor(model, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                         params)):
+    return None
   key = (model, _fingerprint(params))
   if key in _factor_cache:
     _factor_cache.move_to_end(key)
