@@ -214,7 +214,10 @@ def _apply_local(kernel, inverse, y, valid, tile, halo, pad):
     return z.transpose(0, 1, 3, 2, 4, 5).reshape(n, per_chunk * tile, kc * tile, c)
 
   row_idx = row_idx.reshape(n, chunks, per_chunk, window).transpose(1, 0, 2, 3)
-  z = lax.map(solve_rows, row_idx)  # [chunks, N, per_chunk * tile, kc * tile, C]
+  if chunks == 1:  # no loop: XLA compiles and fuses a straight-line program better
+    z = solve_rows(row_idx[0])[None]
+  else:
+    z = lax.map(solve_rows, row_idx)  # [chunks, N, per_chunk * tile, kc * tile, C]
   z = jnp.moveaxis(z, 0, 1).reshape(n, chunks * per_chunk * tile, kc * tile, c)
   # z[p] is the solve at LR position p - reach: Cᵀ's window starts at LR cell `reach`.
   return transpose_conv_window(z, kernel, (reach_h, reach_w), (hh, ww))
