@@ -192,10 +192,6 @@ class CMSLapSRN(nn.Module):
     convs = [(c.kernel, c.bias) for c in self.convs]
     return recursive_block(x, convs, self.recursions, self.skip, keep)
 
-  def factor_inputs(self) -> tuple[jax.Array, jax.Array]:
-    """What the factor depends on: `(tied kernel, theta)`."""
-    return self.tied_kernel(), self.upconv.theta
-
   def factor(self) -> ops.LocalInverseConvFactor | None:
     """The upsampler's factor of `C C^T + rho tau I`: one for every size, level and scale
     (None for `fixed_rho = inf`); `apply(..., method="factor")`."""
