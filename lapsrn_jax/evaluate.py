@@ -30,6 +30,12 @@ Models (`--model`, comma-separated for several):
 - a `.mat` file, or a training workdir or checkpoint of ours (its best checkpoint by validation
   PSNR).
 
+A long run can be resumed: with `--output OUT`, every scored image is also appended to the journal
+`OUT.journal.jsonl` as soon as it is scored; killed, the same command with `--resume` scores only
+the images the journal lacks (failed images are tried again) and gives the same JSON. The journal
+is removed once OUT is written; `--resume` refuses a journal written for other models, sets,
+images or scales, and without `--resume` an old journal is replaced.
+
 Exit status: 0 when every image was scored, 1 when some images failed (they are named in the
 JSON and on stderr; the others are still scored), 2 for bad arguments (unknown model, a missing
 or empty folder, an `--output` or `--save-images` that cannot be written: checked before any
@@ -57,7 +63,7 @@ from lapsrn_jax.imresize import imresize
 from lapsrn_jax.inference import downscale, super_resolve
 from lapsrn_jax.loading import OFFICIAL, load_model
 
-__all__ = ["Model", "count_failed_images", "evaluate_model", "main", "markdown_table",
+__all__ = ["Journal", "Model", "count_failed_images", "evaluate_model", "main", "markdown_table",
            "model_from_spec", "resolve_sets"]
 
 Upscaler = Callable[[np.ndarray, int], np.ndarray]
@@ -135,13 +141,64 @@ def _score_one(model: Model, hr: np.ndarray, scale: int):
   return sr, min(float(p), PSNR_CAP), float(s)
 
 
+class Journal:
+  """Per-image results of an unfinished run, one JSON line each, so that a killed run resumes.
+
+  The first line is `header` (what the run scores); each further line is one scored image,
+  `{"model", "set", "scale", "name", "psnr", "ssim", "seconds"}`. A line cut short by a kill is
+  ignored. Raises ValueError when resuming a journal whose header differs from `header`.
+  """
+
+  def __init__(self, path, header: Mapping, *, resume: bool):
+    self.path = pathlib.Path(path)
+    self._done = {}
+    header = json.loads(json.dumps(dict(header)))  # as it reads back
+    if resume and self.path.is_file():
+      lines = self.path.read_text(encoding="utf-8").splitlines()
+      records = []
+      for line in lines:
+        try:
+          records.append(json.loads(line))
+        except ValueError:
+          continue  # the line being written when the run was killed
+      if not records or records[0] != header:
+        raise ValueError(f"{self.path} was written by a run of other models, sets, images or "
+                         "scales: run the same command, or drop --resume to start over")
+      for r in records[1:]:
+        self._done[(r["model"], r["set"], r["scale"], r["name"])] = r
+      if lines and not lines[-1].endswith("}"):  # rewrite without the torn line
+        self._rewrite([header, *records[1:]])
+    else:
+      self._rewrite([header])
+
+  def _rewrite(self, records) -> None:
+    tmp = self.path.with_name(self.path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, self.path)
+
+  def __len__(self) -> int:
+    return len(self._done)
+
+  def get(self, model: str, set_name: str, scale: int, name: str) -> dict | None:
+    """The recorded `{"psnr", "ssim", "seconds", ...}` of an image, or None."""
+    return self._done.get((model, set_name, scale, name))
+
+  def add(self, model: str, set_name: str, scale: int, name: str, **values) -> None:
+    record = {"model": model, "set": set_name, "scale": scale, "name": name, **values}
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(record) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+    self._done[(model, set_name, scale, name)] = record
+
+
 def _mean(values):
   return float(np.mean(values)) if values else None
 
 
 def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *,
                    save_dir=None, weights_dir=None, progress: bool = True,
-                   image_subdir: str | None = None) -> dict:
+                   image_subdir: str | None = None, journal: Journal | None = None) -> dict:
   """Scores one model on image sets at several scales with the papers' protocol.
 
   Args:
@@ -151,6 +208,7 @@ def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *
     save_dir: if given, SR images go to `save_dir/[image_subdir/]<set>/x<scale>/<name>.png`.
     weights_dir: folder of the official `.mat` files (for `official:` strings).
     progress: show a tqdm bar per set and scale.
+    journal: if given, images it holds are not scored again, and every scored image is added.
 
   Returns:
     `{"results": [one entry per (set, scale)], "failed_images": n}` in the module doc's format;
@@ -173,11 +231,19 @@ def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *
       except images_lib.ImageReadError as e:
         loaded.append((name, e))
     for scale in scales:
-      start = time.perf_counter()
+      seconds = 0.0  # of scoring, summed over images (also those scored by a resumed run)
       entries, psnrs, ssims = [], [], []
       bar = tqdm(loaded, desc=f"{model.name} {set_name} x{scale}", unit="img",
                  disable=not progress, leave=False, file=sys.stderr)
       for name, img in bar:
+        done = journal.get(model.name, set_name, scale, name) if journal else None
+        if done is not None:
+          entries.append({"name": name, "psnr": done["psnr"], "ssim": done["ssim"]})
+          psnrs.append(done["psnr"])
+          ssims.append(done["ssim"])
+          seconds += done["seconds"]
+          continue
+        start = time.perf_counter()
         try:
           if isinstance(img, Exception):
             raise img
@@ -195,10 +261,14 @@ def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *
           if image_subdir:
             folder = folder / image_subdir
           _save_png(folder / set_name / f"x{scale}" / f"{name}.png", sr)
+        elapsed = time.perf_counter() - start
+        seconds += elapsed
+        if journal is not None:
+          journal.add(model.name, set_name, scale, name, psnr=p, ssim=s, seconds=round(elapsed, 3))
       failed = len(entries) - len(psnrs)
       results.append({"model": model.name, "set": set_name, "scale": scale,
                       "psnr": _mean(psnrs), "ssim": _mean(ssims), "num_images": len(psnrs),
-                      "failed": failed, "seconds": round(time.perf_counter() - start, 3),
+                      "failed": failed, "seconds": round(seconds, 3),
                       "images": entries})
   return {"results": results, "failed_images": count_failed_images(results)}
 
@@ -263,6 +333,9 @@ def _parse_args(argv):
                       help="folder of the official .mat weights (default $LAPSRN_WEIGHTS_DIR)")
   parser.add_argument("--output", help="write the results as JSON here")
   parser.add_argument("--save-images", metavar="OUT", help="write the SR images as PNG under OUT")
+  parser.add_argument("--resume", action="store_true",
+                      help="go on from the journal OUTPUT.journal.jsonl of a killed run of the "
+                           "same command (needs --output)")
   parser.add_argument("--no-progress", action="store_true", help="no progress bars")
   args = parser.parse_args(argv)
   try:
@@ -277,6 +350,8 @@ def _parse_args(argv):
   args.model = _split(args.model)
   if not args.model:
     parser.error("--model is empty")
+  if args.resume and not args.output:
+    parser.error("--resume needs --output (the journal is OUTPUT.journal.jsonl)")
   return args
 
 
@@ -290,6 +365,15 @@ def main(argv=None) -> int:
       images_lib.check_writable(args.save_images, "--save-images", folder=True)
     sets = resolve_sets(data_dir=args.data_dir, set_names=args.sets, hr_dirs=args.hr_dir)
     models = [model_from_spec(spec, weights_dir=args.weights_dir) for spec in args.model]
+    journal = None
+    if args.output:
+      header = {"evaluate_journal": 1, "models": [m.name for m in models],
+                "scales": args.scales,
+                "sets": {name: [p.name for p in paths] for name, paths in sets.items()}}
+      journal = Journal(args.output + ".journal.jsonl", header, resume=args.resume)
+      if len(journal):
+        print(f"resuming: {len(journal)} image(s) already scored in {journal.path}",
+              file=sys.stderr)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -297,7 +381,8 @@ def main(argv=None) -> int:
   for model in models:
     out = evaluate_model(model, sets, args.scales, save_dir=args.save_images,
                          progress=not args.no_progress,
-                         image_subdir=_safe_name(model.name) if len(models) > 1 else None)
+                         image_subdir=_safe_name(model.name) if len(models) > 1 else None,
+                         journal=journal)
     results += out["results"]
   failed = count_failed_images(results)  # a broken file counts once, whatever the models/scales
   print(markdown_table(results))
@@ -306,6 +391,7 @@ def main(argv=None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"results": results, "failed_images": failed}, indent=1,
                                  allow_nan=False))
+    journal.path.unlink()
   if failed:
     print(f"error: {failed} image(s) could not be scored (see above"
           f"{' and ' + args.output if args.output else ''})", file=sys.stderr)

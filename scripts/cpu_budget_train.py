@@ -13,8 +13,9 @@ checkpoint. After each segment it appends to `WORKDIR/cpu_budget.jsonl` the chil
 segments reaches `budget_hours x cores x 3600` (the budget of a machine with `cores` cores fully
 used for `budget_hours`: counting CPU time rather than wall time keeps the budget honest on a
 shared machine) or when training ends. Killed at any moment, running the same command again goes
-on from the last finished segment (a segment cut short is not counted: at most one segment of CPU
-is lost).
+on from the last checkpoint: while a segment runs, its CPU time so far is written to
+`WORKDIR/cpu_budget.open.json` every 30 s (Linux: read from `/proc`), and the next run books a
+killed segment from that file (`"killed": true`, at most 30 s of CPU uncounted).
 
 `--report` prints, for each validation in `WORKDIR/metrics.jsonl`, the step, the CPU-hours spent
 to reach it (interpolated by step within its segment) and the validation PSNR per scale, as a
@@ -23,6 +24,7 @@ Markdown table, and with `--json OUT` writes the same rows.
 
 import argparse
 import json
+import os
 import pathlib
 import resource
 import subprocess
@@ -30,11 +32,52 @@ import sys
 import time
 
 LEDGER = "cpu_budget.jsonl"
+OPEN = "cpu_budget.open.json"  # the running segment's CPU so far; left behind when killed
+POLL_SECONDS = 30.0
 
 
 def _children_cpu() -> float:
   usage = resource.getrusage(resource.RUSAGE_CHILDREN)
   return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float | None:
+  """CPU seconds (user + system, all threads, plus its waited-for children) of a live process, from
+  `/proc/<pid>/stat`; None where there is no `/proc` (the killed-segment record is then skipped)."""
+  try:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+  except OSError:
+    return None
+  ticks = os.sysconf("SC_CLK_TCK")
+  return sum(int(f) for f in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+
+
+def _write_json(path: pathlib.Path, value: dict) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(value))
+  os.replace(tmp, path)
+
+
+def _append(workdir: pathlib.Path, row: dict) -> None:
+  with open(workdir / LEDGER, "a", encoding="utf-8") as f:
+    f.write(json.dumps(row) + "\n")
+
+
+def _book_killed_segment(workdir: pathlib.Path) -> None:
+  """Turns a killed segment's `OPEN` record into a ledger row (its CPU up to the last poll)."""
+  path = workdir / OPEN
+  if not path.is_file():
+    return
+  try:
+    row = json.loads(path.read_text())
+  except ValueError:  # killed while writing it: the previous poll is lost, count nothing
+    row = None
+  if row:
+    row.update(end_step=_last_step(workdir), killed=True)
+    _append(workdir, row)
+    print(f"booked a killed segment: steps {row['start_step']} -> {row['end_step']}, "
+          f"{row['cpu_seconds'] / 3600:.2f} CPU-hours", flush=True)
+  path.unlink()
 
 
 def _ledger(workdir: pathlib.Path) -> list[dict]:
@@ -50,10 +93,17 @@ def _last_step(workdir: pathlib.Path) -> int:
   return max(steps, default=0)
 
 
+def _train_command(config: str, workdir: pathlib.Path, seconds: float, extra: list[str]
+                   ) -> list[str]:
+  return [sys.executable, "-m", "lapsrn_jax.train", "--config", config, "--workdir", str(workdir),
+          f"--config.train.max_seconds={seconds:.0f}", *extra]
+
+
 def train(config: str, workdir: pathlib.Path, budget_hours: float, cores: int,
           segment_seconds: float, extra: list[str]) -> None:
   budget = budget_hours * cores * 3600.0
   workdir.mkdir(parents=True, exist_ok=True)
+  _book_killed_segment(workdir)
   while True:
     spent = sum(row["cpu_seconds"] for row in _ledger(workdir))
     if spent >= budget:
@@ -61,22 +111,35 @@ def train(config: str, workdir: pathlib.Path, budget_hours: float, cores: int,
       return
     seconds = min(segment_seconds, (budget - spent) / cores)
     start_step, cpu0, wall0 = _last_step(workdir), _children_cpu(), time.time()
-    cmd = [sys.executable, "-m", "lapsrn_jax.train", "--config", config, "--workdir",
-           str(workdir), f"--config.train.max_seconds={seconds:.0f}", *extra]
+    cmd = _train_command(config, workdir, seconds, extra)
     print("running:", " ".join(cmd), flush=True)
-    status = subprocess.run(cmd, check=False).returncode
-    if status:
-      raise SystemExit(f"training exited with status {status}; fix it and run this again")
+    child = subprocess.Popen(cmd)
+    while True:
+      try:
+        status = child.wait(timeout=POLL_SECONDS)
+        break
+      except subprocess.TimeoutExpired:
+        cpu = _process_cpu(child.pid)
+        if cpu is not None:
+          _write_json(workdir / OPEN, {"start_step": start_step, "cpu_seconds": round(cpu, 1),
+                                       "wall_seconds": round(time.time() - wall0, 1),
+                                       "finished": _now()})
     row = {"start_step": start_step, "end_step": _last_step(workdir),
            "cpu_seconds": round(_children_cpu() - cpu0, 1),
-           "wall_seconds": round(time.time() - wall0, 1),
-           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    with open(workdir / LEDGER, "a", encoding="utf-8") as f:
-      f.write(json.dumps(row) + "\n")
+           "wall_seconds": round(time.time() - wall0, 1), "finished": _now()}
+    _append(workdir, row)
+    (workdir / OPEN).unlink(missing_ok=True)
+    if status:
+      raise SystemExit(f"training exited with status {status} (its CPU time is booked); fix it "
+                       "and run this again")
     print(f"segment: steps {row['start_step']} -> {row['end_step']}, "
           f"{row['cpu_seconds'] / 3600:.2f} CPU-hours", flush=True)
     if row["end_step"] == row["start_step"]:  # nothing left to train (num_steps reached)
       return
+
+
+def _now() -> str:
+  return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _cpu_hours_at(step: int, ledger: list[dict]) -> float | None:

@@ -242,3 +242,64 @@ def test_a_broken_file_counts_once_whatever_the_models_and_scales(tiny_set, tmp_
   data = json.loads((tmp_path / "r.json").read_text())
   assert len(data["results"]) == 4 and all(r["failed"] == 1 for r in data["results"])
   assert data["failed_images"] == 1
+
+
+def _counting_bicubic(monkeypatch, calls, kill_at=None):
+  """`--model bicubic` made to count its calls and, at call `kill_at`, die like a killed run."""
+  def upscale(lr, scale):
+    calls.append(lr.shape)
+    if len(calls) == kill_at:
+      raise KeyboardInterrupt  # not caught by evaluate, like SIGINT
+    return evaluate.bicubic(lr, scale)
+  monkeypatch.setattr(evaluate, "model_from_spec",
+                      lambda spec, weights_dir=None: evaluate.Model("bicubic", upscale))
+
+
+def test_a_killed_run_resumes_at_its_first_unscored_image(tiny_set, tmp_path, monkeypatch):
+  for i in range(3):
+    Image.open(tiny_set / "rgb.png").rotate(90 * (i + 1), expand=True).save(
+        tiny_set / f"rot{i}.png")
+  args = ["--model", "bicubic", "--hr-dir", str(tiny_set), "--scales", "2,3", "--no-progress"]
+  assert evaluate.main([*args, "--output", str(tmp_path / "ref.json")]) == 0
+  out, journal = tmp_path / "r.json", tmp_path / "r.json.journal.jsonl"
+  calls = []
+  _counting_bicubic(monkeypatch, calls, kill_at=8)  # 5 images x 2 scales: dies at the 8th
+  with pytest.raises(KeyboardInterrupt):
+    evaluate.main([*args, "--output", str(out)])
+  assert not out.exists() and len(journal.read_text().splitlines()) == 1 + 7
+  with open(journal, "a", encoding="utf-8") as f:
+    f.write('{"model": "bicubic", "set": "ti')  # torn by the kill: ignored
+  calls.clear()
+  _counting_bicubic(monkeypatch, calls)
+  assert evaluate.main([*args, "--output", str(out), "--resume"]) == 0
+  assert len(calls) == 3  # only the unscored images
+  assert not journal.exists()
+  strip = lambda d: [{k: v for k, v in r.items() if k != "seconds"} for r in d["results"]]
+  ref = json.loads((tmp_path / "ref.json").read_text())
+  assert strip(json.loads(out.read_text())) == strip(ref)
+
+
+def test_resume_refuses_a_journal_of_another_run_and_a_plain_run_replaces_it(
+    tiny_set, tmp_path, monkeypatch, capsys):
+  out, journal = tmp_path / "r.json", tmp_path / "r.json.journal.jsonl"
+  calls = []
+  _counting_bicubic(monkeypatch, calls, kill_at=2)
+  with pytest.raises(KeyboardInterrupt):
+    evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), "--scales", "2",
+                   "--output", str(out), "--no-progress"])
+  before = journal.read_text()
+  rc = evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), "--scales", "2,4",
+                      "--output", str(out), "--no-progress", "--resume"])
+  assert rc == 2 and "other models, sets, images or scales" in capsys.readouterr().err
+  assert journal.read_text() == before and not out.exists()
+  calls.clear()
+  _counting_bicubic(monkeypatch, calls)
+  assert evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), "--scales", "2",
+                        "--output", str(out), "--no-progress"]) == 0
+  assert len(calls) == 2 and out.exists() and not journal.exists()  # started over
+
+
+def test_resume_needs_output(tiny_set, capsys):
+  with pytest.raises(SystemExit) as e:
+    evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), "--resume"])
+  assert e.value.code == 2 and "--resume needs --output" in capsys.readouterr().err

@@ -3,6 +3,7 @@ is drawn from the committed metrics, and the rho scan's param edit."""
 
 import importlib.util
 import json
+import os
 import pathlib
 import re
 
@@ -125,3 +126,61 @@ def test_train_loss_of_a_checkpoint_equals_the_loss_the_training_loop_logged_for
   np.testing.assert_allclose(step1["train_loss"], logged[2], rtol=1e-5)
   np.testing.assert_allclose(step1["loss_x2"] + step1["loss_x4"], step1["train_loss"], rtol=1e-6)
   assert step2["train_loss"] != step1["train_loss"]  # a step later, other params
+
+
+_FAKE_TRAINER = """
+import pathlib, sys, time
+workdir = pathlib.Path(sys.argv[1])
+step = max([int(p.name) for p in (workdir / "checkpoints").glob("[0-9]*")] + [0]) + 10
+(workdir / "checkpoints" / str(step)).mkdir(parents=True)
+end = time.process_time() + float(sys.argv[2])
+while time.process_time() < end:  # burn CPU, as training would
+  pass
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def _run_budget(tmp_path, workdir, burn, sleep, budget_hours, kill_after=None):
+  """Runs cpu_budget_train's `train` in a subprocess with a fake trainer that makes one checkpoint
+  (10 steps) and burns `burn` CPU-seconds per segment; SIGKILLs it after `kill_after` seconds."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  script = str(ROOT / "scripts" / "cpu_budget_train.py")
+  code = f"""
+import importlib.util, pathlib, sys
+spec = importlib.util.spec_from_file_location("cbt", {script!r})
+cbt = importlib.util.module_from_spec(spec); spec.loader.exec_module(cbt)
+cbt.POLL_SECONDS = 0.2
+cbt._train_command = lambda config, workdir, seconds, extra: [
+    sys.executable, "-c", {_FAKE_TRAINER!r}, str(workdir), "{burn}", "{sleep}"]
+cbt.train("unused", pathlib.Path({str(workdir)!r}), {budget_hours}, 1, 60.0, [])
+"""
+  proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  if kill_after is None:
+    return proc.communicate(timeout=120)[0]
+  time.sleep(kill_after)
+  os.killpg(proc.pid, signal.SIGKILL)  # the wrapper and its trainer, as a closed session would
+  proc.communicate()
+  return None
+
+
+def test_cpu_budget_books_a_killed_segment_and_stops_at_the_budget(tmp_path):
+  workdir = tmp_path / "run"
+  cbt = _script("cpu_budget_train")
+  # Killed mid-segment: the trainer made checkpoint 10 and burnt ~1 CPU-second before the kill.
+  _run_budget(tmp_path, workdir, burn=1.0, sleep=30, budget_hours=1.0, kill_after=3.0)
+  assert (workdir / cbt.OPEN).is_file() and not (workdir / cbt.LEDGER).exists()
+  # The next run books it first, then trains segments of ~0.5 CPU-s up to the budget (2 CPU-s).
+  out = _run_budget(tmp_path, workdir, burn=0.5, sleep=0, budget_hours=2.0 / 3600)
+  rows = cbt._ledger(workdir)
+  assert "booked a killed segment: steps 0 -> 10" in out
+  assert rows[0]["killed"] and rows[0]["start_step"] == 0 and rows[0]["end_step"] == 10
+  assert 0.8 <= rows[0]["cpu_seconds"] <= 1.6  # polled every 0.2 s while it burnt 1 s
+  assert not (workdir / cbt.OPEN).exists()
+  assert [(r["start_step"], r["end_step"]) for r in rows[1:]] == [
+      (10 * i, 10 * i + 10) for i in range(1, len(rows))]
+  spent = sum(r["cpu_seconds"] for r in rows)
+  assert 2.0 <= spent < 2.0 + 1.0 and "budget spent" in out
