@@ -7,8 +7,9 @@ The LR input and the scores follow the papers' protocol (`lapsrn_jax.evaluate`: 
 bicubic downscaling, Y-PSNR with a `scale`-pixel shave, on the whole image). Models are
 `lapsrn_jax.evaluate` specs (`official:<stem>`, a training workdir of ours); bicubic comes first.
 The crop box is `--box top,left,size` in HR pixels (default: the size x size window, on a
-`size / 2` grid, where the first model beats bicubic by the most). Figures made from the shared
-test images go to a git-ignored folder (`figures/generated/`).
+`size / 2` grid, where the last model beats bicubic by the most, or beats the `--versus`-th model,
+e.g. `--versus 1` for the first `--model`; `--versus -1` picks where it loses by the most).
+Figures made from the shared test images go to a git-ignored folder (`figures/generated/`).
 """
 
 import argparse
@@ -22,6 +23,7 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
 from lapsrn_jax import evaluate, images, metrics  # pylint: disable=wrong-import-position
 from lapsrn_jax.color import rgb_to_ycbcr  # pylint: disable=wrong-import-position
+from lapsrn_jax.inference import downscale  # pylint: disable=wrong-import-position
 
 
 def best_box(hr: np.ndarray, a: np.ndarray, b: np.ndarray, size: int) -> tuple[int, int]:
@@ -47,11 +49,16 @@ def main(argv=None) -> None:
   p.add_argument("--label", action="append", default=[], help="caption name per --model")
   p.add_argument("--box", default="", help="top,left,size in HR pixels")
   p.add_argument("--size", type=int, default=96, help="crop side when --box is not given")
+  p.add_argument("--versus", type=int, default=0,
+                 help="without --box: the crop where the last model beats panel N the most "
+                      "(0 bicubic, 1 the first --model, ...); -N: where panel N beats it")
   p.add_argument("--out", type=pathlib.Path, required=True)
   args = p.parse_args(argv)
+  if abs(args.versus) > len(args.model):
+    p.error(f"--versus {args.versus}: there are {len(args.model)} --model panels after bicubic")
 
   hr = images.mod_crop(images.read_image(args.image), args.scale)
-  lr = evaluate.imresize(hr.astype(np.float64) / 255.0, 1.0 / args.scale)
+  lr = downscale(hr, args.scale)
   outs = [("bicubic", evaluate.bicubic(lr, args.scale))]
   for i, spec in enumerate(args.model):
     model = evaluate.model_from_spec(spec)
@@ -63,7 +70,9 @@ def main(argv=None) -> None:
     top, left, size = (int(v) for v in args.box.split(","))
   else:
     size = args.size
-    top, left = best_box(hr, outs[0][1], outs[-1][1], size)
+    other = outs[abs(args.versus)][1]
+    a, b = (other, outs[-1][1]) if args.versus >= 0 else (outs[-1][1], other)
+    top, left = best_box(hr, a, b, size)
   crop = lambda im: im[top:top + size, left:left + size]
   panels = [("HR", hr, None)] + [(n, o, s) for (n, o), s in zip(outs, scores)]
   fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))

@@ -9,6 +9,8 @@ import re
 
 import jax
 import numpy as np
+import pytest
+from conftest import save_image, smooth_image
 
 from lapsrn_jax.training.config import base_config
 from lapsrn_jax.training.loop import train_and_evaluate
@@ -184,3 +186,22 @@ def test_cpu_budget_books_a_killed_segment_and_stops_at_the_budget(tmp_path):
       (10 * i, 10 * i + 10) for i in range(1, len(rows))]
   spent = sum(r["cpu_seconds"] for r in rows)
   assert 2.0 <= spent < 2.0 + 1.0 and "budget spent" in out
+
+
+def test_crops_figure_box_is_where_the_last_model_beats_the_chosen_panel(tmp_path, capsys):
+  crops = _script("make_crops_figure")
+  rng = np.random.default_rng(0)
+  hr = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+  a = hr.copy()
+  b = hr.copy()
+  a[32:48, 16:32] = 0  # `a` is wrong in one window, `b` in another
+  b[0:16, 48:64] = 0
+  assert crops.best_box(hr, a, b, 16) == (32, 16)  # where b beats a
+  assert crops.best_box(hr, b, a, 16) == (0, 48)  # where a beats b
+  image = save_image(tmp_path / "photo.png", smooth_image(rng, 48, 40, 3))
+  out = tmp_path / "fig" / "crops.png"
+  crops.main(["--image", str(image), "--scale", "2", "--model", "bicubic", "--versus", "1",
+              "--size", "16", "--out", str(out)])
+  assert out.is_file() and "bicubic" in capsys.readouterr().out
+  with pytest.raises(SystemExit):
+    crops.main(["--image", str(image), "--model", "bicubic", "--versus", "2", "--out", str(out)])
