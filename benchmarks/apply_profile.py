@@ -33,13 +33,20 @@ inverse_conv = importlib.import_module(
 
 
 def median_ms(fn, *args, repeats: int) -> float:
+  return timed(fn, *args, repeats=repeats)[0]
+
+
+def timed(fn, *args, repeats: int) -> tuple[float, float]:
+  """(median wall ms, cores used = process CPU time / wall time over the repeats)."""
   jax.block_until_ready(fn(*args))
   times = []
+  cpu, wall = time.process_time(), time.perf_counter()
   for _ in range(repeats):
     t = time.perf_counter()
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - t)
-  return 1e3 * float(np.median(times))
+  cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
+  return 1e3 * float(np.median(times)), cores
 
 
 def main() -> None:
@@ -78,14 +85,57 @@ def main() -> None:
       ("C^T on the window", lambda z: transpose_conv_window(z, kernel, (pad, pad), (h, h)),
        (y_pad,)),
   ]
+  pieces += local_pieces(kernel, y, pad)
   print(f"{jax.__version__=}, LR {h}², batch {n}, {c} channels, pad {pad}; median of {a.repeats}")
-  print("| piece | ms |\n|---|---|")
+  print("| piece | ms | cores used |\n|---|---|---|")
   for name, fn, args in pieces:
-    ms = median_ms(jax.jit(fn), *args, repeats=a.repeats)
-    extra = f" ({gflop / ms * 1e3:.0f} GFLOP/s)" if name.startswith("complex GEMM") else ""
-    print(f"| {name} | {ms:.1f}{extra} |")
+    ms, cores = timed(jax.jit(fn), *args, repeats=a.repeats)
+    if "GEMM [" in name:
+      f_, m_, c_ = args[0].shape
+      extra = f" ({8 * f_ * m_ * c_ * c_ / ms / 1e6:.0f} GFLOP/s)"
+    else:
+      extra = ""
+    print(f"| {name} | {ms:.1f}{extra} | {cores:.2f} |")
   if not a.no_gemm_forms:
     gemm_forms(rows, factor.inverse, gflop, a.repeats)
+
+
+def local_pieces(kernel, y, pad: int) -> list:
+  """The local solve the models use (`ops.apply_local`, default tile and halo), piece by piece."""
+  local = importlib.import_module("lapsrn_jax.ops.local_inverse")
+  factor = local.factorize_local(kernel, 0.1 * inverse_conv.gram_scale(kernel))
+  n, h, w, c = y.shape
+  t, halo, win = factor.tile, factor.halo, factor.window
+  kr, rows = local._window_positions(h, t, halo, 1)  # pylint: disable=protected-access
+  kc, cols = local._window_positions(w, t, halo, 1)  # pylint: disable=protected-access
+  ri = local.extension_index(jnp.asarray(rows).reshape(-1), h, pad)
+  ci = local.extension_index(jnp.asarray(cols).reshape(-1), w, pad)
+  m = n * kr * kc
+
+  def windows(y):  # [N, H, W, C] -> [M, C, L, L]
+    win_ = y[:, ri][:, :, ci].reshape(n, kr, win, kc, win, c)
+    return win_.transpose(0, 1, 3, 5, 2, 4).reshape(m, c, win, win)
+
+  wins = windows(y)
+  spec = jnp.fft.rfft2(wins)
+  rows_ = spec.transpose(2, 3, 0, 1).reshape(-1, m, c)
+  z = jnp.zeros((n, kr * t, kc * t, c), y.dtype)
+  f = rows_.shape[0]
+  return [
+      (f"local apply total ({m} windows of {win}², tile {t})",
+       lambda y: local.apply_local(factor, y, pad=pad), (y,)),
+      ("local: gather the windows", windows, (y,)),
+      ("local: rfft2", jnp.fft.rfft2, (wins,)),
+      ("local: transpose to [F, M, C]", lambda s: s.transpose(2, 3, 0, 1).reshape(-1, m, c),
+       (spec,)),
+      (f"local: complex GEMM [{f}, {m}, {c}] @ [{f}, {c}, {c}]",
+       lambda r, i: jnp.matmul(r, i, precision=jax.lax.Precision.HIGHEST),
+       (rows_, factor.inverse)),
+      ("local: irfft2 + crop", lambda s: jnp.fft.irfft2(s, s=(win, win))[
+          :, :, halo:halo + t, halo:halo + t], (spec,)),
+      ("local: C^T of the tiles", lambda z: transpose_conv_window(z, kernel, (1, 1), (h, w)),
+       (z,)),
+  ]
 
 
 def gemm_forms(rows, inverse, gflop: float, repeats: int) -> None:
