@@ -205,3 +205,25 @@ def test_crops_figure_box_is_where_the_last_model_beats_the_chosen_panel(tmp_pat
   assert out.is_file() and "bicubic" in capsys.readouterr().out
   with pytest.raises(SystemExit):
     crops.main(["--image", str(image), "--model", "bicubic", "--versus", "2", "--out", str(out)])
+
+
+def test_evaluate_sets_writes_one_json_per_row_and_set_and_skips_finished_ones(tmp_path):
+  import subprocess
+  import sys
+  rng = np.random.default_rng(1)
+  for name in ("SetA", "SetB"):
+    (tmp_path / "data" / name).mkdir(parents=True)
+    save_image(tmp_path / "data" / name / "im.png", smooth_image(rng, 40, 32, 3))
+  env = {**os.environ, "LAPSRN_DATA_DIR": str(tmp_path / "data"), "PYTHON": sys.executable}
+  cmd = ["bash", str(ROOT / "scripts" / "evaluate_sets.sh"), "SetA,SetB", str(tmp_path / "out"),
+         "bic=bicubic"]
+  first = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+  assert first.count("running: bicubic") == 2
+  for name in ("seta", "setb"):
+    results = json.loads((tmp_path / "out" / f"bic_{name}.json").read_text())["results"]
+    assert [r["scale"] for r in results] == [2, 4, 8] and results[0]["num_images"] == 1
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bic_seta.json", "bic_setb.json"]
+  again = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+  assert "running" not in again and again.count("done: ") == 2
+  bad = subprocess.run(cmd[:-1] + ["bicubic"], env=env, capture_output=True, text=True)
+  assert bad.returncode == 2 and "TAG=MODEL" in bad.stderr
