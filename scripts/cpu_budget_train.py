@@ -186,7 +186,9 @@ def main(argv=None) -> None:
   p.add_argument("--workdir", type=pathlib.Path, required=True)
   p.add_argument("--budget-hours", type=float, default=3.0, help="hours of the whole machine")
   p.add_argument("--cores", type=int, default=2, help="cores of the machine the budget is for")
-  p.add_argument("--segment-minutes", type=float, default=30.0, help="wall minutes per segment")
+  p.add_argument("--segment-minutes", type=float, default=120.0,
+                 help="wall minutes per segment (each ends with a validation: long ones waste "
+                      "less; a killed segment is booked anyway)")
   p.add_argument("--report", action="store_true", help="print the PSNR / CPU-hour curve")
   p.add_argument("--json", type=pathlib.Path, help="with --report: also write it as JSON")
   args, extra = p.parse_known_args(argv)
