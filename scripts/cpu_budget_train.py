@@ -7,15 +7,17 @@
 Arguments after the known ones (e.g. `--config.train.progress_bar=False`) go to the train CLI.
 
 Runs `python -m lapsrn_jax.train --config CONFIG --workdir WORKDIR
---config.train.max_seconds=SEGMENT` again and again; each run resumes from the workdir's last
-checkpoint. After each segment it appends to `WORKDIR/cpu_budget.jsonl` the child's CPU time
-(user + system, seconds), its wall time and the step reached. It stops when the CPU time of all
-segments reaches `budget_hours x cores x 3600` (the budget of a machine with `cores` cores fully
-used for `budget_hours`: counting CPU time rather than wall time keeps the budget honest on a
-shared machine) or when training ends. Killed at any moment, running the same command again goes
-on from the last checkpoint: while a segment runs, its CPU time so far is written to
-`WORKDIR/cpu_budget.open.json` every 30 s (Linux: read from `/proc`), and the next run books a
-killed segment from that file (`"killed": true`, at most 30 s of CPU uncounted).
+--config.train.max_cpu_seconds=LEFT` (the budget left, less a reserve for the validation the run
+ends with), resuming from the workdir's last checkpoint, and again after a stop (or a
+`--segment-minutes` wall limit). After each segment it appends to `WORKDIR/cpu_budget.jsonl` the
+child's CPU time (user + system, all threads, seconds), its wall time and the step reached. The
+budget is `budget_hours x cores x 3600` CPU-seconds (a machine with `cores` cores fully used for
+`budget_hours`: counting CPU time rather than wall time keeps the budget honest on a shared
+machine); it stops when less than the reserve is left, or when training ends. Killed at any
+moment, running the same command again goes on from the last checkpoint: while a segment runs,
+its CPU time so far is written to `WORKDIR/cpu_budget.open.json` every 30 s (Linux: read from
+`/proc`), and the next run books a killed segment from that file (`"killed": true`, at most 30 s
+of CPU uncounted).
 
 `--report` prints, for each validation in `WORKDIR/metrics.jsonl`, the step, the CPU-hours spent
 to reach it (interpolated by step within its segment) and the validation PSNR per scale, as a
@@ -93,25 +95,31 @@ def _last_step(workdir: pathlib.Path) -> int:
   return max(steps, default=0)
 
 
-def _train_command(config: str, workdir: pathlib.Path, seconds: float, extra: list[str]
-                   ) -> list[str]:
+def _train_command(config: str, workdir: pathlib.Path, wall_seconds: float, cpu_seconds: float,
+                   extra: list[str]) -> list[str]:
   return [sys.executable, "-m", "lapsrn_jax.train", "--config", config, "--workdir", str(workdir),
-          f"--config.train.max_seconds={seconds:.0f}", *extra]
+          f"--config.train.max_seconds={wall_seconds:.0f}",
+          f"--config.train.max_cpu_seconds={cpu_seconds:.0f}", *extra]
 
 
 def train(config: str, workdir: pathlib.Path, budget_hours: float, cores: int,
-          segment_seconds: float, extra: list[str]) -> None:
+          segment_seconds: float, extra: list[str], reserve_seconds: float = 300.0) -> None:
+  """Trains in segments until `budget_hours x cores` CPU-hours (less `reserve_seconds`) are used.
+
+  `segment_seconds`: wall limit per segment (0 = none); `reserve_seconds`: CPU time kept for the
+  validation and checkpoint a segment ends with (a segment stops once its process has used the
+  budget left less this), and the least budget worth starting a segment for."""
   budget = budget_hours * cores * 3600.0
   workdir.mkdir(parents=True, exist_ok=True)
   _book_killed_segment(workdir)
   while True:
     spent = sum(row["cpu_seconds"] for row in _ledger(workdir))
-    if spent >= budget:
+    left = budget - spent - reserve_seconds
+    if left <= reserve_seconds:  # start-up alone (init, compilation) costs minutes of CPU
       print(f"budget spent: {spent / 3600:.2f} CPU-hours of {budget / 3600:.2f}")
       return
-    seconds = min(segment_seconds, (budget - spent) / cores)
     start_step, cpu0, wall0 = _last_step(workdir), _children_cpu(), time.time()
-    cmd = _train_command(config, workdir, seconds, extra)
+    cmd = _train_command(config, workdir, segment_seconds, left, extra)
     print("running:", " ".join(cmd), flush=True)
     child = subprocess.Popen(cmd)
     while True:
@@ -186,9 +194,12 @@ def main(argv=None) -> None:
   p.add_argument("--workdir", type=pathlib.Path, required=True)
   p.add_argument("--budget-hours", type=float, default=3.0, help="hours of the whole machine")
   p.add_argument("--cores", type=int, default=2, help="cores of the machine the budget is for")
-  p.add_argument("--segment-minutes", type=float, default=120.0,
-                 help="wall minutes per segment (each ends with a validation: long ones waste "
-                      "less; a killed segment is booked anyway)")
+  p.add_argument("--segment-minutes", type=float, default=0.0,
+                 help="wall minutes per segment (0 = one segment until the budget is used; each "
+                      "ends with a validation; a killed one is booked anyway)")
+  p.add_argument("--reserve-cpu-minutes", type=float, default=5.0,
+                 help="CPU minutes kept for the final validation (one validation on BSDS100 crops "
+                      "costs ~4 on this recipe)")
   p.add_argument("--report", action="store_true", help="print the PSNR / CPU-hour curve")
   p.add_argument("--json", type=pathlib.Path, help="with --report: also write it as JSON")
   args, extra = p.parse_known_args(argv)
@@ -199,7 +210,7 @@ def main(argv=None) -> None:
     p.error("--config is required to train")
   else:
     train(args.config, args.workdir, args.budget_hours, args.cores, 60 * args.segment_minutes,
-          extra)
+          extra, reserve_seconds=60 * args.reserve_cpu_minutes)
 
 
 if __name__ == "__main__":

@@ -155,9 +155,10 @@ import importlib.util, pathlib, sys
 spec = importlib.util.spec_from_file_location("cbt", {script!r})
 cbt = importlib.util.module_from_spec(spec); spec.loader.exec_module(cbt)
 cbt.POLL_SECONDS = 0.2
-cbt._train_command = lambda config, workdir, seconds, extra: [
+cbt._train_command = lambda config, workdir, wall, cpu, extra: [
     sys.executable, "-c", {_FAKE_TRAINER!r}, str(workdir), "{burn}", "{sleep}"]
-cbt.train("unused", pathlib.Path({str(workdir)!r}), {budget_hours}, 1, 60.0, [])
+cbt.train("unused", pathlib.Path({str(workdir)!r}), {budget_hours}, 1, 60.0, [],
+          reserve_seconds=0.0)
 """
   proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -270,6 +270,18 @@ def test_cli_errors_are_one_line_with_the_documented_exit_status(tmp_path):
   assert rc == 3 and err[-1].startswith("error:") and f"pid {os.getpid()}" in err[-1], err
 
 
+def test_max_cpu_seconds_stops_once_the_process_used_that_much_cpu(tmp_path):
+  """train.max_cpu_seconds counts this process's CPU time from its start: a limit already used
+  (by the tests before this one) stops after the first step, with a validation and a
+  checkpoint; one far above it leaves the run alone."""
+  config = debug_config()
+  config.train.max_cpu_seconds = 1e-3
+  first = loop.train_and_evaluate(config, tmp_path)
+  assert first["step"] == 1 and "val/psnr_x2" in first and steps_on_disk(tmp_path) == [1]
+  config.train.max_cpu_seconds = 1e9
+  assert loop.train_and_evaluate(config, tmp_path)["step"] == NUM_STEPS
+
+
 def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_path, runs):
   """train.max_seconds: the run validates and checkpoints the step where the budget ran out and
   returns early; a second call resumes from it and ends at num_steps. eval.at_start adds step 0.

@@ -176,6 +176,7 @@ def test_ms_finetune_control_differs_from_the_cms_recipe_only_in_model_and_stage
 
 @pytest.mark.parametrize("field,value,match", [
     ("train.max_seconds", -1.0, "max_seconds"),
+    ("train.max_cpu_seconds", -5.0, "max_cpu_seconds"),
     ("upsampler_fit.patch_size", 30, "upsampler_fit.patch_size"),
     ("upsampler_fit.steps", -3, "upsampler_fit.steps"),
 ])

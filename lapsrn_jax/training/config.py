@@ -56,6 +56,11 @@ def base_config() -> ml_collections.ConfigDict:
   # counts, init and stage 1 do not): when spent, the run validates,
   # checkpoints and returns early; running the same command again resumes towards num_steps.
   c.train.max_seconds = 0.0
+  # CPU-time budget of this process in seconds, all threads, counted from its start (0 = none;
+  # init, stage 1 and compilation count): when the process has used it, the run validates,
+  # checkpoints and returns early like max_seconds. For budgets on shared machines
+  # (scripts/cpu_budget_train.py).
+  c.train.max_cpu_seconds = 0.0
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "sgd"  # "sgd" (with momentum, official) or "adam".
@@ -253,6 +258,8 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int | Non
 
   if not t.max_seconds >= 0:
     _fail(f"train.max_seconds must be >= 0 (0 = no limit), got {t.max_seconds}")
+  if not t.max_cpu_seconds >= 0:
+    _fail(f"train.max_cpu_seconds must be >= 0 (0 = no limit), got {t.max_cpu_seconds}")
   f = config.upsampler_fit
   _positive_int(f.steps, "upsampler_fit.steps", zero_ok=True)
   if f.steps:

@@ -261,7 +261,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: li
       averager.add(metrics)
       bar.update(1)
       bar.set_postfix(loss=f"{float(metrics['loss']):.4g}", refresh=False)
-      out_of_time = bool(t.max_seconds) and time.monotonic() - start >= t.max_seconds
+      out_of_time = ((bool(t.max_seconds) and time.monotonic() - start >= t.max_seconds)
+                     or (bool(t.max_cpu_seconds) and time.process_time() >= t.max_cpu_seconds))
       last = step == t.num_steps or out_of_time
       if step % t.log_every == 0 or last:
         writer.write(step, {**averager.result(), "train/learning_rate": float(schedule(step - 1))})
@@ -278,8 +279,9 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: li
                            metrics={checkpointing.BEST_METRIC: last_val["val/psnr"]}
                            if do_eval else None)
       if out_of_time:
-        logging.info("train.max_seconds=%s spent at step %d; run again to resume", t.max_seconds,
-                     step)
+        logging.info("train.max_seconds=%s / max_cpu_seconds=%s spent at step %d (%.0f CPU-s "
+                     "used); run again to resume", t.max_seconds, t.max_cpu_seconds, step,
+                     time.process_time())
         break
   finally:
     train_iter.close()  # stops grain's worker processes, if any
