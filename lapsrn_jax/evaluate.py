@@ -172,6 +172,7 @@ class Journal:
       self._rewrite([header])
 
   def _rewrite(self, records) -> None:
+    self.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = self.path.with_name(self.path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     os.replace(tmp, self.path)

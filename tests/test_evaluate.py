@@ -261,7 +261,8 @@ def test_a_killed_run_resumes_at_its_first_unscored_image(tiny_set, tmp_path, mo
         tiny_set / f"rot{i}.png")
   args = ["--model", "bicubic", "--hr-dir", str(tiny_set), "--scales", "2,3", "--no-progress"]
   assert evaluate.main([*args, "--output", str(tmp_path / "ref.json")]) == 0
-  out, journal = tmp_path / "r.json", tmp_path / "r.json.journal.jsonl"
+  out = tmp_path / "new" / "r.json"  # in a folder that does not exist yet
+  journal = tmp_path / "new" / "r.json.journal.jsonl"
   calls = []
   _counting_bicubic(monkeypatch, calls, kill_at=8)  # 5 images x 2 scales: dies at the 8th
   with pytest.raises(KeyboardInterrupt):
