@@ -4,7 +4,10 @@
 lapsrn_x2.json,lapsrn_x4.json,lapsrn_x8.json --ms-lapsrn ms_d5r8.json --cms3 conv3.json
 
 Each option takes comma-separated JSON files (e.g. one per set); a cell with no JSON shows
-"not run".
+"not run". `--from-dir results/evaluate` takes every row's files from a folder by their names
+(`bicubic*.json`, `lapsrn_x*.json`, `ms_d5r8*.json`; for CMS-LapSRN tie t the CPU recipe's
+`cms_cpu_conv<t>_<set>.json` if any exist, else `cms_conv<t>.json`), and `--update RESULTS.md`
+rewrites that file's table (from its header line to the next blank line) in place.
 
 Prints a Markdown table: rows = scale x model (Bicubic, LapSRN, MS-LapSRN, CMS-LapSRN 1st / 3rd /
 5th conv), columns = Set5, Set14, BSDS100, Urban100, Manga109; each cell `ours PSNR / SSIM
@@ -14,6 +17,7 @@ Prints a Markdown table: rows = scale x model (Bicubic, LapSRN, MS-LapSRN, CMS-L
 
 import argparse
 import json
+import pathlib
 
 SETS = ("Set5", "Set14", "BSDS100", "Urban100", "Manga109")
 ROWS = (("bicubic", "Bicubic"), ("lapsrn", "LapSRN (official weights)"),
@@ -67,12 +71,38 @@ def table(measured: dict) -> str:
   return "\n".join(lines)
 
 
+def files_in(folder) -> dict:
+  """`{row key: comma-separated JSON paths}` of a results folder, by the files' names."""
+  folder = pathlib.Path(folder)
+  names = lambda pattern: sorted(str(p) for p in folder.glob(pattern))
+  rows = {"bicubic": names("bicubic*.json"), "lapsrn": names("lapsrn_x*.json"),
+          "ms_lapsrn": names("ms_d5r8*.json")}
+  for tie in (1, 3, 5):
+    rows[f"cms{tie}"] = names(f"cms_cpu_conv{tie}_*.json") or names(f"cms_conv{tie}.json")
+  return {key: ",".join(paths) for key, paths in rows.items()}
+
+
+def update(path, text: str) -> None:
+  """Replaces the table in the Markdown file `path` (header line to the next blank line)."""
+  path = pathlib.Path(path)
+  md = path.read_text()
+  start = md.index("| Model | Scale | " + " | ".join(SETS) + " |")
+  end = md.find("\n\n", start)
+  path.write_text(md[:start] + text + (md[end:] if end >= 0 else "\n"))
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   for key, label in ROWS:
     parser.add_argument(f"--{key.replace('_', '-')}", default="", help=f"JSON(s) of {label}")
+  parser.add_argument("--from-dir", help="take every row's JSON from this folder, by name")
+  parser.add_argument("--update", help="rewrite the table in this Markdown file")
   args = parser.parse_args(argv)
-  print(table({key: load(getattr(args, key)) for key, _ in ROWS}))
+  found = files_in(args.from_dir) if args.from_dir else {}
+  text = table({key: load(getattr(args, key) or found.get(key, "")) for key, _ in ROWS})
+  print(text)
+  if args.update:
+    update(args.update, text)
 
 
 if __name__ == "__main__":

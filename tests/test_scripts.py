@@ -30,14 +30,37 @@ def test_results_md_table_is_what_its_documented_command_prints_from_the_committ
   commands = re.findall(r"`python scripts/results_table\.py ([^`]+)`", results_md)
   assert len(commands) == 1, "RESULTS.md should document one results_table.py command"
   args = commands[0].split()
-  for value in args[1::2]:
+  assert "--update" not in args  # the documented command only prints
+  for option, value in zip(args[::2], args[1::2]):
     for path in value.split(","):
-      assert (ROOT / path).is_file(), f"{path} (named in RESULTS.md) is not committed"
+      exists = (ROOT / path).is_dir() if option == "--from-dir" else (ROOT / path).is_file()
+      assert exists, f"{path} (named in RESULTS.md) is not committed"
   _script("results_table").main([a if a.startswith("--") else ",".join(
       str(ROOT / p) for p in a.split(",")) for a in args])
   printed = capsys.readouterr().out.strip()
   assert printed.count("\n") == 19  # header, rule, 18 rows
   assert printed in results_md
+
+
+def test_results_table_takes_rows_from_a_folder_and_updates_a_file_in_place(tmp_path, capsys):
+  rt = _script("results_table")
+  def result(set_name, psnr):
+    return {"results": [{"set": set_name, "scale": 2, "psnr": psnr, "ssim": 0.9}]}
+  (tmp_path / "bicubic_urban100.json").write_text(json.dumps(result("Urban100", 26.0)))
+  (tmp_path / "cms_conv3.json").write_text(json.dumps(result("Set5", 37.0)))  # GPU-era row
+  found = rt.files_in(tmp_path)
+  assert found["bicubic"].endswith("bicubic_urban100.json") and found["cms3"].endswith(
+      "cms_conv3.json") and found["cms1"] == ""
+  (tmp_path / "cms_cpu_conv3_set14.json").write_text(json.dumps(result("Set14", 33.0)))
+  assert rt.files_in(tmp_path)["cms3"].endswith("cms_cpu_conv3_set14.json")  # the CPU rows win
+  md = tmp_path / "R.md"
+  md.write_text("intro\n\n| Model | Scale | Set5 | Set14 | BSDS100 | Urban100 | Manga109 |\n"
+                "| old |\n\nafter\n")
+  rt.main(["--from-dir", str(tmp_path), "--update", str(md)])
+  printed = capsys.readouterr().out.strip()
+  text = md.read_text()
+  assert text.startswith("intro\n\n" + printed + "\n\nafter") and "| old |" not in text
+  assert "**33.00** / 0.9000" in printed and "**37.00**" not in printed and "**26.00**" in printed
 
 
 def test_results_table_shows_not_run_for_a_row_without_json():
