@@ -154,19 +154,18 @@ class Journal:
     self._done = {}
     header = json.loads(json.dumps(dict(header)))  # as it reads back
     if resume and self.path.is_file():
-      lines = self.path.read_text(encoding="utf-8").splitlines()
-      records = []
-      for line in lines:
+      records, torn = [], False
+      for line in self.path.read_text(encoding="utf-8").splitlines():
         try:
           records.append(json.loads(line))
         except ValueError:
-          continue  # the line being written when the run was killed
+          torn = True  # the line being written when the run was killed
       if not records or records[0] != header:
         raise ValueError(f"{self.path} was written by a run of other models, sets, images or "
                          "scales: run the same command, or drop --resume to start over")
       for r in records[1:]:
         self._done[(r["model"], r["set"], r["scale"], r["name"])] = r
-      if lines and not lines[-1].endswith("}"):  # rewrite without the torn line
+      if torn:  # rewrite without it, so that new lines are not appended to it
         self._rewrite([header, *records[1:]])
     else:
       self._rewrite([header])

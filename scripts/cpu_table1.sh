@@ -7,6 +7,7 @@
 # are skipped, an unfinished set resumes at its first unscored image).
 #
 #   usage: scripts/cpu_table1.sh [RUNS_DIR [OUT_DIR]]     (default workdirs, results/evaluate)
+#          from the repository root (the configs are named relative to it)
 #   env:   LAPSRN_DATA_DIR (Set5 ... Manga109 and the training sets), LAPSRN_WEIGHTS_DIR,
 #          BUDGET_HOURS (3), CORES (2), TIES ("3 1 5": the order they are trained and evaluated in)
 #   time:  on 2 cores, 3 h of training per tie, then ~1.5 h (Urban100) + ~3.5 h (Manga109) of
