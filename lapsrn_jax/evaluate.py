@@ -28,7 +28,7 @@ Models (`--model`, comma-separated for several):
   `--weights-dir` / `$LAPSRN_WEIGHTS_DIR`, else downloaded once and verified
   (`lapsrn_jax.load_model`);
 - a `.mat` file, or a training workdir or checkpoint of ours (its best checkpoint by validation
-  PSNR).
+  PSNR), named `ours:<workdir>@<step>` in the table and JSON (the checkpoint scored).
 
 A long run can be resumed: with `--output OUT`, every scored image is also appended to the journal
 `OUT.journal.jsonl` as soon as it is scored; killed, the same command with `--resume` scores only
@@ -61,7 +61,7 @@ from lapsrn_jax import images as images_lib
 from lapsrn_jax import metrics
 from lapsrn_jax.imresize import imresize
 from lapsrn_jax.inference import downscale, super_resolve
-from lapsrn_jax.loading import OFFICIAL, load_model
+from lapsrn_jax.loading import resolve_model
 
 __all__ = ["Journal", "Model", "count_failed_images", "evaluate_model", "main", "markdown_table",
            "model_from_spec", "resolve_sets"]
@@ -86,15 +86,13 @@ def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
 def model_from_spec(spec: str, *, weights_dir=None) -> Model:
   """A `Model` from a `--model` value: `bicubic`, or any spec of `lapsrn_jax.load_model`
   (`official:<stem>`, a `.mat` file, a training workdir or checkpoint) run by
-  `inference.super_resolve`; `loading.ModelLoadError` (a ValueError) when it does not load."""
+  `inference.super_resolve`, named by `loading.resolve_model` (a workdir's name says the step of
+  the checkpoint scored, `ours:<workdir>@<step>`); `loading.ModelLoadError` (a ValueError) when it
+  does not load."""
   spec = spec.strip()
   if spec == "bicubic":
     return Model("bicubic", bicubic)
-  net, params = load_model(spec, weights_dir=weights_dir)
-  if spec.startswith(OFFICIAL) or spec.endswith(".mat"):
-    name = OFFICIAL + pathlib.Path(spec.removeprefix(OFFICIAL)).stem
-  else:
-    name = f"ours:{pathlib.Path(spec).resolve().name}"
+  net, params, name = resolve_model(spec, weights_dir=weights_dir)
   return Model(name, lambda lr, scale: super_resolve(net, params, lr, scale))
 
 

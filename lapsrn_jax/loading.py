@@ -9,6 +9,10 @@ Specs (what `--model` of `evaluate` / `upscale` and `init_from` of a training co
 - a training workdir of ours, its `checkpoints/` folder or one `checkpoints/<step>` folder
   (`lapsrn_jax.workdir.load_trained`: the best checkpoint by validation PSNR, else the latest).
 
+`resolve_model(spec)` also names what it loaded: `official:<stem>` for official weights and
+`.mat` files, `ours:<workdir name>@<step>` for a training run (the checkpoint actually restored,
+so a result can say which one it came from).
+
 The module is built from what the file or workdir says (LapSRN levels and depth, MS-LapSRN depth
 and recursions, the trained config); params are numpy arrays in host memory. Every failure is a
 `ModelLoadError` (a `ValueError`) whose message starts with the spec.
@@ -17,7 +21,7 @@ and recursions, the trained config); params are numpy arrays in host memory. Eve
 import os
 import pathlib
 
-__all__ = ["OFFICIAL", "ModelLoadError", "load_model"]
+__all__ = ["OFFICIAL", "ModelLoadError", "load_model", "resolve_model"]
 
 OFFICIAL = "official:"
 _SPECS = (f"{OFFICIAL}<stem> (e.g. {OFFICIAL}MSLapSRN_D5R8), a .mat file, or a training workdir "
@@ -40,23 +44,34 @@ def load_model(spec: str | os.PathLike, *, weights_dir: str | os.PathLike | None
   Raises:
     ModelLoadError: unknown spec, missing or corrupt weights, a folder that is not a workdir.
   """
+  module, params, _ = resolve_model(spec, weights_dir=weights_dir, download=download)
+  return module, params
+
+
+def resolve_model(spec: str | os.PathLike, *, weights_dir: str | os.PathLike | None = None,
+                  download: bool = True):
+  """`(module, params, name)`: `load_model` and the name of what it loaded (see the module doc),
+  e.g. `official:MSLapSRN_D5R8` or `ours:cms_conv3_cpu@4500`."""
   text = os.fspath(spec).strip()
   try:
     if text.startswith(OFFICIAL):
       stem = text[len(OFFICIAL):]
       if not stem:
         raise ValueError(f"'{OFFICIAL}' needs the weights' name, e.g. {OFFICIAL}MSLapSRN_D5R8")
-      return _load_mat(_official_file(stem, weights_dir, download))
+      return (*_load_mat(_official_file(stem, weights_dir, download)),
+              OFFICIAL + pathlib.Path(stem).stem)
     path = pathlib.Path(text)
     if text.endswith(".mat"):
       if not path.is_file():
         raise ValueError(f"no such file {text!r}")
-      return _load_mat(path)
+      return (*_load_mat(path), OFFICIAL + path.stem)
     if text and path.exists():
-      from lapsrn_jax.workdir import load_trained  # pylint: disable=import-outside-toplevel
+      # pylint: disable-next=import-outside-toplevel
+      from lapsrn_jax.workdir import load_trained_checkpoint, resolve_run
 
       try:
-        return load_trained(path)
+        module, params, step = load_trained_checkpoint(path)
+        return module, params, f"ours:{resolve_run(path)[0].name}@{step}"
       except FileNotFoundError as err:
         raise ValueError(str(err)) from err
   except ModelLoadError:

@@ -142,6 +142,12 @@ def load_trained(workdir_or_checkpoint: str | os.PathLike, *, prefer: str = "bes
   Returns:
     The module built from the saved config and its params (numpy arrays, host memory).
   """
+  model, params, _ = load_trained_checkpoint(workdir_or_checkpoint, prefer=prefer)
+  return model, params
+
+
+def load_trained_checkpoint(workdir_or_checkpoint: str | os.PathLike, *, prefer: str = "best"):
+  """`(model, params, step)`: `load_trained` and the step of the checkpoint it restored."""
   from lapsrn_jax.models import create_model  # deferred: keeps this module light to import
 
   if prefer not in ("best", "latest"):
@@ -186,4 +192,4 @@ def load_trained(workdir_or_checkpoint: str | os.PathLike, *, prefer: str = "bes
   finally:
     manager.close()
   params = restored["params"]
-  return model, jax.tree.map(np.asarray, params)
+  return model, jax.tree.map(np.asarray, params), step

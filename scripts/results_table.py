@@ -10,9 +10,9 @@ Each option takes comma-separated JSON files (e.g. one per set); a cell with no 
 rewrites that file's table (from its header line to the next blank line) in place.
 
 Prints a Markdown table: rows = scale x model (Bicubic, LapSRN, MS-LapSRN, CMS-LapSRN 1st / 3rd /
-5th conv), columns = Set5, Set14, BSDS100, Urban100, Manga109; each cell `ours PSNR / SSIM
-(poster PSNR / SSIM)`, the poster's numbers being the CMS-LapSRN poster's Table 1
-(docs/evaluation_protocol.md).
+5th conv, each CMS row labelled with the checkpoints its JSON scored, e.g. `cms_conv3_cpu@6000`),
+columns = Set5, Set14, BSDS100, Urban100, Manga109; each cell `ours PSNR / SSIM (poster PSNR /
+SSIM)`, the poster's numbers being the CMS-LapSRN poster's Table 1 (docs/evaluation_protocol.md).
 """
 
 import argparse
@@ -57,10 +57,26 @@ def load(paths: str) -> dict:
   return out
 
 
-def table(measured: dict) -> str:
+def model_names(paths: str) -> list:
+  """The distinct `model` names in comma-separated evaluate JSON files, in order of appearance
+  (for a training run of ours, `ours:<workdir>@<step>`: the checkpoint scored)."""
+  names = []
+  for path in (p for p in paths.split(",") if p):
+    with open(path) as f:
+      for r in json.load(f)["results"]:
+        if r["model"] not in names:
+          names.append(r["model"])
+  return names
+
+
+def table(measured: dict, names: dict | None = None) -> str:
+  """Markdown rows of `measured` (`{row key: load(...)}`); a CMS row's label names the models in
+  `names` (`{row key: model_names(...)}`), e.g. `ours: cms_conv3_cpu@6000`."""
   lines = ["| Model | Scale | " + " | ".join(SETS) + " |", "|---|---|" + "---|" * len(SETS)]
   for scale in (2, 4, 8):
     for key, label in ROWS:
+      if key.startswith("cms") and (names or {}).get(key):
+        label += ": " + ", ".join(n.removeprefix("ours:") for n in names[key])
       cells = []
       for i, s in enumerate(SETS):
         p_psnr, p_ssim = POSTER[scale][key][i]
@@ -99,7 +115,9 @@ def main(argv=None) -> None:
   parser.add_argument("--update", help="rewrite the table in this Markdown file")
   args = parser.parse_args(argv)
   found = files_in(args.from_dir) if args.from_dir else {}
-  text = table({key: load(getattr(args, key) or found.get(key, "")) for key, _ in ROWS})
+  paths = {key: getattr(args, key) or found.get(key, "") for key, _ in ROWS}
+  text = table({key: load(p) for key, p in paths.items()},
+               {key: model_names(p) for key, p in paths.items()})
   print(text)
   if args.update:
     update(args.update, text)

@@ -39,6 +39,7 @@ def test_official_stem_mat_path_and_official_path_give_the_same_model(weights_di
     got_model, got_params = loading.load_model(spec, weights_dir=weights_dir)
     assert isinstance(got_model, MSLapSRN) and got_model == model
     _same_params(got_params, params)
+    assert loading.resolve_model(spec, weights_dir=weights_dir)[2] == "official:MSLapSRN_D5R2"
 
 
 def test_official_stem_without_a_weights_folder_is_downloaded_once(weights_dir, weights_server,
@@ -67,7 +68,8 @@ def _write_workdir(path: pathlib.Path, name: str, overrides: dict, params) -> No
   manager.close()
 
 
-def test_workdir_checkpoints_folder_and_one_checkpoint_load_the_trained_params(tmp_path):
+def test_workdir_checkpoints_folder_and_one_checkpoint_load_the_trained_params_and_name_the_step(
+    tmp_path):
   overrides = {"depth": 1, "recursions": 1, "features": 4}
   model = create_model("ms_lapsrn", **overrides)
   params = jax.tree.map(np.asarray,
@@ -78,6 +80,7 @@ def test_workdir_checkpoints_folder_and_one_checkpoint_load_the_trained_params(t
     got_model, got_params = loading.load_model(tmp_path / spec)
     assert got_model == model
     _same_params(got_params, params)
+    assert loading.resolve_model(tmp_path / spec)[2] == "ours:run@3"
 
 
 @pytest.mark.parametrize("spec, message", [

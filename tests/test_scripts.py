@@ -44,14 +44,15 @@ def test_results_md_table_is_what_its_documented_command_prints_from_the_committ
 
 def test_results_table_takes_rows_from_a_folder_and_updates_a_file_in_place(tmp_path, capsys):
   rt = _script("results_table")
-  def result(set_name, psnr):
-    return {"results": [{"set": set_name, "scale": 2, "psnr": psnr, "ssim": 0.9}]}
+  def result(set_name, psnr, model="ours:conv3"):
+    return {"results": [{"model": model, "set": set_name, "scale": 2, "psnr": psnr, "ssim": 0.9}]}
   (tmp_path / "bicubic_urban100.json").write_text(json.dumps(result("Urban100", 26.0)))
   (tmp_path / "cms_conv3.json").write_text(json.dumps(result("Set5", 37.0)))  # GPU-era row
   found = rt.files_in(tmp_path)
   assert found["bicubic"].endswith("bicubic_urban100.json") and found["cms3"].endswith(
       "cms_conv3.json") and found["cms1"] == ""
-  (tmp_path / "cms_cpu_conv3_set14.json").write_text(json.dumps(result("Set14", 33.0)))
+  (tmp_path / "cms_cpu_conv3_set14.json").write_text(
+      json.dumps(result("Set14", 33.0, "ours:cms_conv3_cpu@6000")))
   assert rt.files_in(tmp_path)["cms3"].endswith("cms_cpu_conv3_set14.json")  # the CPU rows win
   md = tmp_path / "R.md"
   md.write_text("intro\n\n| Model | Scale | Set5 | Set14 | BSDS100 | Urban100 | Manga109 |\n"
@@ -61,6 +62,7 @@ def test_results_table_takes_rows_from_a_folder_and_updates_a_file_in_place(tmp_
   text = md.read_text()
   assert text.startswith("intro\n\n" + printed + "\n\nafter") and "| old |" not in text
   assert "**33.00** / 0.9000" in printed and "**37.00**" not in printed and "**26.00**" in printed
+  assert "| CMS-LapSRN (3rd conv), ours: cms_conv3_cpu@6000 | 2x |" in printed  # which checkpoint
 
 
 def test_results_table_shows_not_run_for_a_row_without_json():

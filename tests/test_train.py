@@ -326,7 +326,9 @@ def test_a_damaged_latest_checkpoint_is_skipped_when_loading(runs, tmp_path, cap
   _damage(workdir / "checkpoints" / "12")
   with caplog.at_level("WARNING"):
     _, params = workdir_lib.load_trained(workdir, prefer="latest")
-    assert evaluate.model_from_spec(str(workdir)).name == "ours:run"
+    best_intact = workdir_lib.load_trained_checkpoint(workdir)[2]
+    assert best_intact != 12
+    assert evaluate.model_from_spec(str(workdir)).name == f"ours:run@{best_intact}"
   warnings = [r.getMessage() for r in caplog.records if "skipped damaged" in r.getMessage()]
   assert warnings and all("checkpoints/12 (" in w and "step 8" in w and "\n" not in w
                           for w in warnings)
