@@ -7,7 +7,9 @@ Each option takes comma-separated JSON files (e.g. one per set); a cell with no 
 "not run". `--from-dir results/evaluate` takes every row's files from a folder by their names
 (`bicubic*.json`, `lapsrn_x*.json`, `ms_d5r8*.json`; for CMS-LapSRN tie t the CPU recipe's
 `cms_cpu_conv<t>_<set>.json` if any exist, else `cms_conv<t>.json`), and `--update RESULTS.md`
-rewrites that file's table (from its header line to the next blank line) in place.
+rewrites that file's table (from its header line to the next blank line) in place. `--gaps cms3`
+prints (or updates) instead the CMS-LapSRN (3rd conv) row minus the poster's row and minus our
+MS-LapSRN row, per cell.
 
 Prints a Markdown table: rows = scale x model (Bicubic, LapSRN, MS-LapSRN, CMS-LapSRN 1st / 3rd /
 5th conv, each CMS row labelled with the checkpoints its JSON scored, e.g. `cms_conv3_cpu@6000`),
@@ -98,11 +100,36 @@ def files_in(folder) -> dict:
   return {key: ",".join(paths) for key, paths in rows.items()}
 
 
+def gaps(measured: dict, key: str) -> str:
+  """Markdown: CMS row `key`'s PSNR minus the poster's same row and minus our MS-LapSRN row, per
+  set and scale, from the two-decimal values the table shows (✔ at or above the poster's row)."""
+  label = dict(ROWS)[key].removesuffix(", ours")
+  lines = [f"| {label}, ours, minus | Scale | " + " | ".join(SETS) + " |",
+           "|---|---|" + "---|" * len(SETS)]
+  for versus in ("poster", "ms_lapsrn"):
+    for scale in (2, 4, 8):
+      cells = []
+      for i, s in enumerate(SETS):
+        ours = measured.get(key, {}).get((s, scale))
+        other = (POSTER[scale][key][i][0] if versus == "poster"
+                 else (measured.get("ms_lapsrn", {}).get((s, scale)) or (None,))[0])
+        if ours is None or other is None:
+          cells.append("not run")
+          continue
+        gap = round(round(ours[0], 2) - round(other, 2), 2) + 0.0  # + 0.0: no "-0.00"
+        mark = ("✔ " if gap >= -1e-9 else "✘ ") if versus == "poster" else ""
+        cells.append(f"{mark}{gap:+.2f}".replace("-", "−"))
+      name = "the poster's row" if versus == "poster" else "MS-LapSRN D5R8 (official weights)"
+      lines.append(f"| {name} | {scale}x | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def update(path, text: str) -> None:
-  """Replaces the table in the Markdown file `path` (header line to the next blank line)."""
+  """Replaces the table that starts with `text`'s header line in the Markdown file `path` (up to
+  the next blank line)."""
   path = pathlib.Path(path)
   md = path.read_text()
-  start = md.index("| Model | Scale | " + " | ".join(SETS) + " |")
+  start = md.index(text.split("\n", 1)[0] + "\n")
   end = md.find("\n\n", start)
   path.write_text(md[:start] + text + (md[end:] if end >= 0 else "\n"))
 
@@ -112,12 +139,15 @@ def main(argv=None) -> None:
   for key, label in ROWS:
     parser.add_argument(f"--{key.replace('_', '-')}", default="", help=f"JSON(s) of {label}")
   parser.add_argument("--from-dir", help="take every row's JSON from this folder, by name")
+  parser.add_argument("--gaps", choices=("cms1", "cms3", "cms5"),
+                      help="print this CMS row's gaps to the poster and to MS-LapSRN instead")
   parser.add_argument("--update", help="rewrite the table in this Markdown file")
   args = parser.parse_args(argv)
   found = files_in(args.from_dir) if args.from_dir else {}
   paths = {key: getattr(args, key) or found.get(key, "") for key, _ in ROWS}
-  text = table({key: load(p) for key, p in paths.items()},
-               {key: model_names(p) for key, p in paths.items()})
+  measured = {key: load(p) for key, p in paths.items()}
+  text = (gaps(measured, args.gaps) if args.gaps
+          else table(measured, {key: model_names(p) for key, p in paths.items()}))
   print(text)
   if args.update:
     update(args.update, text)

@@ -25,21 +25,41 @@ def _script(name: str):
   return module
 
 
-def test_results_md_table_is_what_its_documented_command_prints_from_the_committed_json(capsys):
+def test_results_md_tables_are_what_their_documented_commands_print_from_the_committed_json(
+    capsys):
   results_md = (ROOT / "RESULTS.md").read_text()
   commands = re.findall(r"`python scripts/results_table\.py ([^`]+)`", results_md)
-  assert len(commands) == 1, "RESULTS.md should document one results_table.py command"
-  args = commands[0].split()
-  assert "--update" not in args  # the documented command only prints
-  for option, value in zip(args[::2], args[1::2]):
-    for path in value.split(","):
-      exists = (ROOT / path).is_dir() if option == "--from-dir" else (ROOT / path).is_file()
-      assert exists, f"{path} (named in RESULTS.md) is not committed"
-  _script("results_table").main([a if a.startswith("--") else ",".join(
-      str(ROOT / p) for p in a.split(",")) for a in args])
-  printed = capsys.readouterr().out.strip()
-  assert printed.count("\n") == 19  # header, rule, 18 rows
-  assert printed in results_md
+  assert len([c for c in commands if "--gaps" not in c]) == 1, \
+      "RESULTS.md should document one command for Table 1"
+  for command in commands:
+    args = command.split()
+    assert "--update" not in args  # the documented commands only print
+    for option, value in zip(args[::2], args[1::2]):
+      if option == "--gaps":
+        continue
+      for path in value.split(","):
+        exists = (ROOT / path).is_dir() if option == "--from-dir" else (ROOT / path).is_file()
+        assert exists, f"{path} (named in RESULTS.md) is not committed"
+    _script("results_table").main([a if a.startswith("--") or a.startswith("cms") else ",".join(
+        str(ROOT / p) for p in a.split(",")) for a in args])
+    printed = capsys.readouterr().out.strip()
+    # Table 1: header, rule, 18 rows; gaps: header, rule, 2 x 3 rows
+    assert printed.count("\n") == (7 if "--gaps" in args else 19)
+    assert printed in results_md, f"RESULTS.md lacks what `{command}` prints"
+
+
+def test_results_table_gaps_are_differences_of_the_shown_two_decimal_values():
+  rt = _script("results_table")
+  measured = {"cms3": {("Set5", 2): (36.884, .95), ("Set14", 2): (32.6049, .9),
+                       ("Set5", 4): (31.4951, .9)},
+              "ms_lapsrn": {("Set5", 2): (37.776, .96), ("Set5", 4): (31.4949, .9)}}
+  lines = rt.gaps(measured, "cms3").splitlines()
+  assert lines[0].startswith("| CMS-LapSRN (3rd conv), ours, minus | Scale | Set5 |")
+  assert lines[2] == ("| the poster's row | 2x | ✔ +0.00 | ✘ −0.01 | not run | not run "
+                      "| not run |")  # 36.88 - 36.88; 32.60 - 32.61
+  assert lines[3].startswith("| the poster's row | 4x | ✘ −0.01 |")  # 31.50 - 31.51
+  assert lines[5].startswith("| MS-LapSRN D5R8 (official weights) | 2x | −0.90 | not run |")
+  assert lines[6].startswith("| MS-LapSRN D5R8 (official weights) | 4x | +0.01 |")  # 31.50 - 31.49
 
 
 def test_results_table_takes_rows_from_a_folder_and_updates_a_file_in_place(tmp_path, capsys):
