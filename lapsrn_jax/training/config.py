@@ -151,8 +151,10 @@ def cms_finetune_config(tie_to: int, arg: str | None = None) -> ml_collections.C
 def _cpu_schedule(c: ml_collections.ConfigDict) -> None:
   """The CPU recipe: batch 8 of 64-px patches (3/3/2 over 2x/4x/8x), ~1.5 s per step on 2 cores
   instead of ~40 s for the official 64 x 128 px; Adam 1e-4 halved every 2000 steps; stage 1 on 32
-  patches of 64 px; validation on all of BSDS100 every 500 steps. Meant to run for a CPU budget
-  (`--config.train.max_seconds`, resumable) rather than to `num_steps`."""
+  patches of 64 px; validation on all of BSDS100 every 500 steps. Batch and patch size, the decay
+  interval and stage 1 were each chosen by measurement at equal CPU time (RESULTS.md). Meant to
+  run for a CPU budget (`train.max_cpu_seconds`, `scripts/cpu_budget_train.py`; resumable) rather
+  than to `num_steps`."""
   c.train.batch_size = 8
   c.train.patch_size = 64
   c.train.log_every = 50
