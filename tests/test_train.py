@@ -19,7 +19,7 @@ from PIL import Image
 
 from lapsrn_jax import workdir as workdir_lib
 from lapsrn_jax.models import MSLapSRN
-from lapsrn_jax.training import checkpointing, loop, metric_writer, sharding
+from lapsrn_jax.training import checkpointing, loop, metric_writer, sharding, validation
 
 REPO = pathlib.Path(__file__).parents[1]
 DEBUG = REPO / "configs" / "debug.py"
@@ -280,6 +280,30 @@ def test_max_cpu_seconds_stops_once_the_process_used_that_much_cpu(tmp_path):
   assert first["step"] == 1 and "val/psnr_x2" in first and steps_on_disk(tmp_path) == [1]
   config.train.max_cpu_seconds = 1e9
   assert loop.train_and_evaluate(config, tmp_path)["step"] == NUM_STEPS
+
+
+def test_a_budget_spent_by_a_scheduled_validation_stops_at_its_step_without_a_second_one(
+    tmp_path, monkeypatch):
+  """A validation that uses up train.max_seconds ends the run at the validated step (checkpointed
+  with its score), instead of one step later with a second validation beyond the budget."""
+  config = debug_config()
+  config.eval.at_start, config.eval.every, config.train.max_seconds = False, 2, 3600.0
+  config.train.log_every = 4  # step 2's train record is written by the stop
+  offset, real_clock = [0.0], time.monotonic
+  monkeypatch.setattr(loop.time, "monotonic", lambda: real_clock() + offset[0])
+  calls, validate = [], validation.Validator.__call__
+
+  def slow_validate(self, params):  # each validation "takes" two hours of the budget
+    calls.append(1)
+    offset[0] += 7200.0
+    return validate(self, params)
+
+  monkeypatch.setattr(validation.Validator, "__call__", slow_validate)
+  result = loop.train_and_evaluate(config, tmp_path)
+  assert result["step"] == 2 and "val/psnr_x2" in result and len(calls) == 1
+  assert max(steps_on_disk(tmp_path)) == 2
+  records = [r for r in metric_writer.read_metrics(tmp_path) if "train/loss" in r]
+  assert records and records[-1]["step"] == 2  # the train metrics up to the stop are written
 
 
 def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_path, runs):

@@ -239,6 +239,15 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: li
              disable=not t.progress_bar or jax.process_index() != 0)
   averager, last_val = _Averager(), {}
   start = time.monotonic()
+
+  def spent() -> bool:  # train.max_seconds (wall, this call) or max_cpu_seconds (this process)
+    return ((bool(t.max_seconds) and time.monotonic() - start >= t.max_seconds)
+            or (bool(t.max_cpu_seconds) and time.process_time() >= t.max_cpu_seconds))
+
+  def log_train(step: int) -> None:  # the train metrics' means since the last record
+    writer.write(step, {**averager.result(), "train/learning_rate": float(schedule(step - 1))})
+    averager.reset()
+
   started.append(step)
   try:
     if e.at_start and step == 0:
@@ -261,12 +270,10 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: li
       averager.add(metrics)
       bar.update(1)
       bar.set_postfix(loss=f"{float(metrics['loss']):.4g}", refresh=False)
-      out_of_time = ((bool(t.max_seconds) and time.monotonic() - start >= t.max_seconds)
-                     or (bool(t.max_cpu_seconds) and time.process_time() >= t.max_cpu_seconds))
+      out_of_time = spent()
       last = step == t.num_steps or out_of_time
       if step % t.log_every == 0 or last:
-        writer.write(step, {**averager.result(), "train/learning_rate": float(schedule(step - 1))})
-        averager.reset()
+        log_train(step)
       do_eval = (e.every and step % e.every == 0) or last
       if do_eval:
         last_val = validator(state.params)
@@ -274,6 +281,10 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: li
         logging.info("step %d validation Y-PSNR: %s", step, ", ".join(
             f"x{s} {last_val[f'val/psnr_x{s}']:.2f} dB (bicubic "
             f"{last_val[f'val/bicubic_psnr_x{s}']:.2f})" for s in e.scales))
+        if not last and spent():  # a scheduled validation spent the budget: stop at its step
+          out_of_time = True  # (not one step later with a second validation)
+          if step % t.log_every:
+            log_train(step)
       if do_eval or step % config.checkpoint.every == 0:
         checkpointing.save(manager, step, state,
                            metrics={checkpointing.BEST_METRIC: last_val["val/psnr"]}
