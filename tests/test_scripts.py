@@ -253,6 +253,28 @@ def test_crops_figure_box_is_where_the_last_model_beats_the_chosen_panel(tmp_pat
     crops.main(["--image", str(image), "--model", "bicubic", "--versus", "2", "--out", str(out)])
 
 
+def test_per_image_gains_compares_images_scored_by_both_from_json_and_journal(tmp_path):
+  gains = _script("per_image_gains")
+  a = tmp_path / "a.json"
+  a.write_text(json.dumps({"results": [
+      {"set": "S", "scale": 4, "psnr": 0, "images": [
+          {"name": "i1", "psnr": 30.0}, {"name": "i2", "psnr": 20.0},
+          {"name": "i3", "psnr": 25.0}]},
+      {"set": "S", "scale": 2, "psnr": 0, "images": [{"name": "i1", "psnr": 40.0}]}]}))
+  b = tmp_path / "b.json.part.journal.jsonl"  # a run still going: i3 not scored yet
+  b.write_text("\n".join(json.dumps(r) for r in (
+      {"evaluate_journal": 1, "models": ["m"]},
+      {"set": "S", "scale": 4, "name": "i1", "psnr": 30.5},
+      {"set": "S", "scale": 4, "name": "i2", "psnr": 19.0},
+      {"set": "S", "scale": 2, "name": "i1", "psnr": 39.0})) + "\n")
+  report = gains.gains(gains.per_image(a), gains.per_image(b), scale=4, top=1)
+  assert report.splitlines() == [
+      "S x4: 2 images, B above A on 1, B - A mean -0.250 dB, median -0.250 dB",
+      "  largest gains:  i1 +0.50", "  largest losses: i2 -1.00"]
+  assert "S x2: 1 images, B above A on 0" in gains.gains(gains.per_image(a), gains.per_image(b))
+  assert gains.gains(gains.per_image(a), gains.per_image(b), scale=8).startswith("no image")
+
+
 def test_evaluate_sets_writes_one_json_per_row_and_set_and_skips_finished_ones(tmp_path):
   import subprocess
   import sys

@@ -1,7 +1,8 @@
 """End-to-end training with configs/debug.py (training/loop.py, checkpointing.py, lapsrn_jax.train).
 
 The expensive part is one module fixture: an uninterrupted CLI run and, in parallel, a run that is
-SIGKILLed as soon as its first checkpoint is on disk and then restarted in the same workdir.
+SIGKILLed as soon as its first checkpoint after step 0 is on disk and then restarted in the same
+workdir.
 """
 
 import json
@@ -75,7 +76,8 @@ def runs(tmp_path_factory):
   killed = subprocess.Popen(cli(killed_dir), cwd=REPO, env=env(cache), stdout=logs["killed"],
                             stderr=subprocess.STDOUT)
   deadline = time.monotonic() + 300
-  while not steps_on_disk(killed_dir) and killed.poll() is None and time.monotonic() < deadline:
+  while (max(steps_on_disk(killed_dir), default=0) == 0 and killed.poll() is None  # past step 0
+         and time.monotonic() < deadline):
     time.sleep(0.01)
   killed.send_signal(signal.SIGKILL)
   killed_rc = killed.wait()
@@ -95,7 +97,7 @@ def runs(tmp_path_factory):
 
 def test_killed_run_restarts_from_its_checkpoint_and_ends_with_the_same_params(runs):
   assert runs.killed_rc == -signal.SIGKILL, "the run ended before it could be killed"
-  assert runs.steps_at_kill and max(runs.steps_at_kill) < NUM_STEPS, runs.steps_at_kill
+  assert 0 < max(runs.steps_at_kill, default=0) < NUM_STEPS, runs.steps_at_kill
   _, resumed = workdir_lib.load_trained(runs.killed, prefer="latest")
   _, reference = workdir_lib.load_trained(runs.ref, prefer="latest")
   resumed, reference = flat_params(resumed), flat_params(reference)
@@ -277,9 +279,36 @@ def test_max_cpu_seconds_stops_once_the_process_used_that_much_cpu(tmp_path):
   config = debug_config()
   config.train.max_cpu_seconds = 1e-3
   first = loop.train_and_evaluate(config, tmp_path)
-  assert first["step"] == 1 and "val/psnr_x2" in first and steps_on_disk(tmp_path) == [1]
+  assert first["step"] == 1 and "val/psnr_x2" in first and steps_on_disk(tmp_path) == [0, 1]
   config.train.max_cpu_seconds = 1e9
   assert loop.train_and_evaluate(config, tmp_path)["step"] == NUM_STEPS
+
+
+def test_a_run_killed_before_its_first_scheduled_checkpoint_resumes_without_initializing_again(
+    tmp_path, monkeypatch, runs):
+  """A fresh run checkpoints its initial params as step 0 (for CMS-LapSRN, the result of the
+  stage-1 upsampler fit), so a kill before `checkpoint.every` steps costs those steps only."""
+  import shutil
+  from lapsrn_jax.training import initialization
+  config = debug_config()
+  config.train.max_cpu_seconds = 1e-3  # stops after step 1
+  loop.train_and_evaluate(config, tmp_path)
+  shutil.rmtree(tmp_path / "checkpoints" / "1")  # killed before step 1 was on disk
+  concrete, real = [], initialization.initial_params
+
+  def counted(model, cfg, rng):  # eval_shape's abstract call (traced key) is not an initialization
+    import jax
+    concrete.append(not isinstance(rng, jax.core.Tracer))
+    return real(model, cfg, rng)
+
+  monkeypatch.setattr(loop.initialization, "initial_params", counted)
+  config.train.max_cpu_seconds = 0.0
+  assert loop.train_and_evaluate(config, tmp_path)["step"] == NUM_STEPS
+  assert concrete == [False]
+  resumed = flat_params(workdir_lib.load_trained(tmp_path, prefer="latest")[1])
+  reference = flat_params(workdir_lib.load_trained(runs.ref, prefer="latest")[1])
+  for key in reference:
+    np.testing.assert_allclose(resumed[key], reference[key], rtol=1e-5, atol=1e-7, err_msg=key)
 
 
 def test_a_budget_spent_by_a_scheduled_validation_stops_at_its_step_without_a_second_one(
@@ -316,7 +345,7 @@ def test_max_seconds_stops_with_a_checkpoint_and_the_same_command_resumes(tmp_pa
   config.train.max_seconds = 1e-6  # spent after the first step
   first = loop.train_and_evaluate(config, tmp_path)
   assert first["step"] == 1 and "val/psnr_x2" in first
-  assert steps_on_disk(tmp_path) == [1]
+  assert steps_on_disk(tmp_path) == [0, 1]
   config.train.max_seconds = 0.0
   config.data.num_workers = 1
   second = loop.train_and_evaluate(config, tmp_path)

@@ -92,7 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.at_start = False  # Also validate the initial params (step 0) of a fresh run.
 
   c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every = 5_000  # Steps between checkpoints (also after validations and at the end).
+  c.checkpoint.every = 5_000  # Steps between checkpoints (also step 0, validations and the end).
   c.checkpoint.keep = 3  # Latest checkpoints kept (plus the best by validation PSNR).
   c.checkpoint.async_save = True  # Write checkpoints in a background thread.
   return c

@@ -3,10 +3,11 @@
 A library function (notebooks call it too). It validates the config and the workdir before any work,
 resumes from the latest intact checkpoint in `workdir` when there is one (a damaged newer one is
 skipped with a warning and moved to `workdir/damaged_checkpoints/`), and otherwise starts from the
-initial params (`config.init_from`). Each step: this host's share of the global batch (grain) ->
-padded, sharded global arrays -> the jitted step; the loss, gradients and new params are checked to
-be finite (otherwise the run stops with `FloatingPointError`, keeping the last good checkpoint).
-Metrics go to tqdm, `workdir/metrics.jsonl` and TensorBoard (`workdir/tensorboard`).
+initial params (`config.init_from`), checkpointed as step 0 before the first step. Each step: this
+host's share of the global batch (grain) -> padded, sharded global arrays -> the jitted step; the
+loss, gradients and new params are checked to be finite (otherwise the run stops with
+`FloatingPointError`, keeping the last good checkpoint). Metrics go to tqdm, `workdir/metrics.jsonl`
+and TensorBoard (`workdir/tensorboard`).
 """
 
 import json
@@ -212,7 +213,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: li
                                        async_save=config.checkpoint.async_save)
   repl = sharding.replicated(mesh)
   make_state = jax.jit(lambda p: create_train_state(p, tx), out_shardings=repl)
-  if manager.latest_step() is None:
+  fresh = manager.latest_step() is None
+  if fresh:
     state = make_state(initialization.initial_params(model, config, jax.random.key(config.seed)))
   else:
     check_resumable(workdir, config)
@@ -253,6 +255,10 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path, started: li
     if e.at_start and step == 0:
       last_val = validator(state.params)
       writer.write(0, last_val)
+    if fresh:  # step 0 = the initial params (e.g. after a long stage-1 fit): a kill before the
+      # first scheduled checkpoint resumes from here instead of initializing again
+      checkpointing.save(manager, 0, state, metrics={checkpointing.BEST_METRIC: last_val[
+          "val/psnr"]} if last_val else None)
     while step < t.num_steps:
       batch = sharding.shard_batch(next(train_iter), mesh, global_sizes)
       new_state, metrics = train_step(state, batch)
