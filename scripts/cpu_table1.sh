@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Table 1 on a CPU, end to end and resumable: trains CMS-LapSRN (1st, 3rd, 5th conv) from the
 # official MS-LapSRN D5R8 with the `:cpu` recipe for BUDGET_HOURS of the machine each
-# (scripts/cpu_budget_train.py), and evaluates every row on the five test sets
+# (scripts/cpu_budget_train.py), writes each training's curve and CPU ledger to CURVES_DIR (e.g.
+# conv3.json, from `cpu_budget_train.py --report --json`: small, committed, so the curve outlives
+# the git-ignored run folder), and evaluates every row on the five test sets
 # (scripts/evaluate_sets.sh): per-set JSON in OUT_DIR, e.g. cms_cpu_conv3_urban100.json.
 # Stopped at any moment, the same command goes on where it stopped (finished trainings and sets
 # are skipped, an unfinished set resumes at its first unscored image).
@@ -9,19 +11,24 @@
 #   usage: scripts/cpu_table1.sh [RUNS_DIR [OUT_DIR]]     (default workdirs, results/evaluate)
 #          from the repository root (the configs are named relative to it)
 #   env:   LAPSRN_DATA_DIR (Set5 ... Manga109 and the training sets), LAPSRN_WEIGHTS_DIR,
-#          BUDGET_HOURS (3), CORES (2), TIES ("3 1 5": the order they are trained and evaluated in)
+#          BUDGET_HOURS (3), CORES (2), TIES ("3 1 5": the order they are trained and evaluated in),
+#          CURVES_DIR (OUT_DIR/../cpu_recipe)
 #   time:  on 2 cores, 3 h of training per tie, then ~1.5 h (Urban100) + ~3.5 h (Manga109) of
 #          evaluation per model; Set5 + Set14 + BSDS100 ~10 min per model.
 set -eu
 runs=${1:-workdirs} out=${2:-results/evaluate}
 budget=${BUDGET_HOURS:-3} cores=${CORES:-2} ties=${TIES:-3 1 5}
 python=${PYTHON:-python3}
+curves=${CURVES_DIR:-$(dirname "$out")/cpu_recipe}
 here=$(cd "$(dirname "$0")" && pwd)
 small=Set5,Set14,BSDS100 large=Urban100,Manga109
 for tie in $ties; do
   "$python" "$here/cpu_budget_train.py" --config "configs/cms_lapsrn_d5r8_conv$tie.py:cpu" \
     --workdir "$runs/cms_conv${tie}_cpu" --budget-hours "$budget" --cores "$cores" \
     --config.train.progress_bar=False
+  mkdir -p "$curves"
+  "$python" "$here/cpu_budget_train.py" --workdir "$runs/cms_conv${tie}_cpu" --report \
+    --json "$curves/conv$tie.json"
   PYTHON=$python "$here/evaluate_sets.sh" "$small" "$out" "cms_cpu_conv$tie=$runs/cms_conv${tie}_cpu"
 done
 PYTHON=$python "$here/evaluate_sets.sh" "$large" "$out"  # the official rows
