@@ -9,12 +9,14 @@ For every image and scale (docs/evaluation_protocol.md): mod-crop the HR image, 
 and average over the set. Prints a Markdown table (rows = scale x model, columns = sets, cells
 `PSNR / SSIM`) and, with `--output`, writes JSON:
 
-    {"results": [{"model", "set", "scale", "psnr", "ssim", "num_images", "failed", "seconds",
-                  "images": [{"name", "psnr", "ssim"} or {"name", "error"}]}],
+    {"results": [{"model", "weights", "set", "scale", "psnr", "ssim", "num_images", "failed",
+                  "seconds", "images": [{"name", "psnr", "ssim"} or {"name", "error"}]}],
      "failed_images": <distinct image files that failed for some model or scale>}
 
-`name` is the file's stem, or its full name when several files of the set share the stem
-(`baby.png`, `baby.jpg`); saved images and JSON entries stay distinct.
+`weights` (absent for bicubic) is the scored params' fingerprint, `sha256:<16 hex>`
+(`loading.params_fingerprint`): two results of the same `model` name come from the same weights
+exactly when it is equal. `name` is the file's stem, or its full name when several files of the
+set share the stem (`baby.png`, `baby.jpg`); saved images and JSON entries stay distinct.
 
 The JSON is strict (no `NaN` / `Infinity`): an image whose SR equals the HR on the scored pixels
 has an infinite PSNR, which is capped at `PSNR_CAP` = 100 dB (an MSE of 1e-10, far below 8-bit
@@ -34,7 +36,8 @@ A long run can be resumed: with `--output OUT`, every scored image is also appen
 `OUT.journal.jsonl` as soon as it is scored; killed, the same command with `--resume` scores only
 the images the journal lacks (failed images are tried again) and gives the same JSON. The journal
 is removed once OUT is written; `--resume` refuses a journal written for other models, sets,
-images or scales, and without `--resume` an old journal is replaced.
+images or scales, or for other weights under the same model name (a checkpoint trained again in
+the same workdir), and without `--resume` an old journal is replaced.
 
 Exit status: 0 when every image was scored, 1 when some images failed (they are named in the
 JSON and on stderr; the others are still scored), 2 for bad arguments (unknown model, a missing
@@ -61,7 +64,7 @@ from lapsrn_jax import images as images_lib
 from lapsrn_jax import metrics
 from lapsrn_jax.imresize import imresize
 from lapsrn_jax.inference import downscale, super_resolve
-from lapsrn_jax.loading import resolve_model
+from lapsrn_jax.loading import params_fingerprint, resolve_model
 
 __all__ = ["Journal", "Model", "count_failed_images", "evaluate_model", "main", "markdown_table",
            "model_from_spec", "resolve_sets"]
@@ -73,9 +76,12 @@ PSNR_CAP = 100.0  # dB: an infinite PSNR (exact reconstruction) is reported as t
 @dataclasses.dataclass(frozen=True)
 class Model:
   """A named upscaler: `upscale(lr, scale)` maps an LR image (float64 in [0, 1], `[h, w]` or
-  `[h, w, 3]`) to the SR image `[scale*h, scale*w(, 3)]` (float in [0, 1] or uint8)."""
+  `[h, w, 3]`) to the SR image `[scale*h, scale*w(, 3)]` (float in [0, 1] or uint8). `weights`
+  is the fingerprint of its params (`loading.params_fingerprint`), None for a model without
+  weights (bicubic)."""
   name: str
   upscale: Upscaler
+  weights: str | None = None
 
 
 def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
@@ -93,7 +99,8 @@ def model_from_spec(spec: str, *, weights_dir=None) -> Model:
   if spec == "bicubic":
     return Model("bicubic", bicubic)
   net, params, name = resolve_model(spec, weights_dir=weights_dir)
-  return Model(name, lambda lr, scale: super_resolve(net, params, lr, scale))
+  return Model(name, lambda lr, scale: super_resolve(net, params, lr, scale),
+               weights=params_fingerprint(params))
 
 
 def resolve_sets(*, data_dir=None, set_names: Sequence[str] = (), hr_dirs: Sequence = ()
@@ -159,6 +166,14 @@ class Journal:
         except ValueError:
           torn = True  # the line being written when the run was killed
       if not records or records[0] != header:
+        old = records[0] if records and isinstance(records[0], dict) else {}
+        if {k: v for k, v in old.items() if k != "weights"} == {
+            k: v for k, v in header.items() if k != "weights"}:
+          raise ValueError(
+              f"{self.path} was written for other weights under the same model names (a "
+              f"checkpoint trained again?): it scored {old.get('weights', 'unrecorded weights')}, "
+              f"these are {header.get('weights')}. Move the journal aside to keep its scores, or "
+              "drop --resume to start over")
         raise ValueError(f"{self.path} was written by a run of other models, sets, images or "
                          "scales: run the same command, or drop --resume to start over")
       for r in records[1:]:
@@ -264,10 +279,10 @@ def evaluate_model(model, sets: Mapping[str, Sequence], scales: Sequence[int], *
         if journal is not None:
           journal.add(model.name, set_name, scale, name, psnr=p, ssim=s, seconds=round(elapsed, 3))
       failed = len(entries) - len(psnrs)
-      results.append({"model": model.name, "set": set_name, "scale": scale,
+      weights = {"weights": model.weights} if model.weights else {}
+      results.append({"model": model.name, **weights, "set": set_name, "scale": scale,
                       "psnr": _mean(psnrs), "ssim": _mean(ssims), "num_images": len(psnrs),
-                      "failed": failed, "seconds": round(seconds, 3),
-                      "images": entries})
+                      "failed": failed, "seconds": round(seconds, 3), "images": entries})
   return {"results": results, "failed_images": count_failed_images(results)}
 
 
@@ -366,6 +381,7 @@ def main(argv=None) -> int:
     journal = None
     if args.output:
       header = {"evaluate_journal": 1, "models": [m.name for m in models],
+                "weights": [m.weights for m in models],
                 "scales": args.scales,
                 "sets": {name: [p.name for p in paths] for name, paths in sets.items()}}
       journal = Journal(args.output + ".journal.jsonl", header, resume=args.resume)

@@ -65,13 +65,16 @@ def _sha256(path: pathlib.Path) -> str:
 
 def official_weights_path(stem: str, weights_dir: str | os.PathLike | None = None, *,
                           download: bool = True, progress: bool = True,
-                          log: TextIO | None = sys.stderr) -> pathlib.Path:
+                          log: TextIO | None | str = "stderr") -> pathlib.Path:
   """The `.mat` file for `official:<stem>` (`stem` e.g. "MSLapSRN_D5R8", or a `.mat` path).
 
   Looks at a `.mat` path, then `weights_dir` (default `$LAPSRN_WEIGHTS_DIR`), then the verified
-  cache, then (`download=True`) downloads into the cache, printing one line on `log` (None: quiet)
-  and a progress bar on stderr (`progress`). ValueError with one line on any failure.
+  cache, then (`download=True`) downloads into the cache, printing one line on `log` (None: quiet;
+  "stderr": the `sys.stderr` of the call, not of the import) and a progress bar on stderr
+  (`progress`). ValueError with one line on any failure.
   """
+  if log == "stderr":
+    log = sys.stderr
   stem = os.fspath(stem)
   candidate = pathlib.Path(stem)
   if candidate.suffix == ".mat":

@@ -1,4 +1,5 @@
-"""Zoomed crops of one test image: HR, bicubic, MS-LapSRN and CMS-LapSRN, PSNR in each caption.
+"""Zoomed crops of one test image: HR, bicubic, MS-LapSRN and CMS-LapSRN, PSNR in each caption
+(on the whole image, and on the crop).
 
     python scripts/make_crops_figure.py --image $LAPSRN_DATA_DIR/BSDS100/<name>.png --scale 4 \
         --model official:MSLapSRN_D5R8 --model runs/cms_conv3 --out figures/generated/crops.png
@@ -74,18 +75,22 @@ def main(argv=None) -> None:
     a, b = (other, outs[-1][1]) if args.versus >= 0 else (outs[-1][1], other)
     top, left = best_box(hr, a, b, size)
   crop = lambda im: im[top:top + size, left:left + size]
-  panels = [("HR", hr, None)] + [(n, o, s) for (n, o), s in zip(outs, scores)]
+  in_crop = [float(metrics.paper_protocol(crop(o), crop(hr), args.scale)[0]) for _, o in outs]
+  panels = [("HR", hr, None)] + [(n, o, f"{s:.2f} dB (crop {c:.2f})")
+                                 for (n, o), s, c in zip(outs, scores, in_crop)]
   fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
   for ax, (name, im, score) in zip(axes, panels):
     ax.imshow(crop(im), cmap="gray" if im.ndim == 2 else None, interpolation="nearest")
-    ax.set_title(name if score is None else f"{name}\n{score:.2f} dB", fontsize=9)
+    ax.set_title(name if score is None else f"{name}\n{score}", fontsize=9)
     ax.axis("off")
   fig.suptitle(f"{args.image.name}, {args.scale}x, crop {size}px at ({top}, {left}); "
-               f"PSNR on the whole image (Y, shave {args.scale})", fontsize=8)
+               f"PSNR on the whole image (and on the crop; Y, shave {args.scale})", fontsize=8)
   fig.tight_layout()
   args.out.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(args.out, dpi=120)
-  print(f"wrote {args.out}: " + ", ".join(f"{n} {s:.2f} dB" for (n, _), s in zip(outs, scores)))
+  print(f"wrote {args.out}: " + ", ".join(f"{n} {s:.2f} dB (crop {c:.2f} dB)"
+                                          for (n, _), s, c in zip(outs, scores, in_crop))
+        + f"; crop {size} px at ({top}, {left})")
 
 
 if __name__ == "__main__":

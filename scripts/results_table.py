@@ -61,13 +61,21 @@ def load(paths: str) -> dict:
 
 def model_names(paths: str) -> list:
   """The distinct `model` names in comma-separated evaluate JSON files, in order of appearance
-  (for a training run of ours, `ours:<workdir>@<step>`: the checkpoint scored)."""
-  names = []
+  (for a training run of ours, `ours:<workdir>@<step>`: the checkpoint scored). Raises ValueError
+  where one name was scored with different weights in different files (their `weights`
+  fingerprints differ: a checkpoint trained again under the same name), so a row never mixes them
+  unseen; results without a fingerprint (written before it was recorded) are not compared."""
+  names, weights = [], {}
   for path in (p for p in paths.split(",") if p):
     with open(path) as f:
       for r in json.load(f)["results"]:
         if r["model"] not in names:
           names.append(r["model"])
+        if r.get("weights"):
+          seen = weights.setdefault(r["model"], (r["weights"], path))
+          if seen[0] != r["weights"]:
+            raise ValueError(f"{r['model']} has weights {seen[0]} in {seen[1]} but "
+                             f"{r['weights']} in {path}: one row must come from one checkpoint")
   return names
 
 
@@ -146,8 +154,11 @@ def main(argv=None) -> None:
   found = files_in(args.from_dir) if args.from_dir else {}
   paths = {key: getattr(args, key) or found.get(key, "") for key, _ in ROWS}
   measured = {key: load(p) for key, p in paths.items()}
-  text = (gaps(measured, args.gaps) if args.gaps
-          else table(measured, {key: model_names(p) for key, p in paths.items()}))
+  try:
+    names = {key: model_names(p) for key, p in paths.items()}
+  except ValueError as err:
+    raise SystemExit(f"error: {err}") from err
+  text = gaps(measured, args.gaps) if args.gaps else table(measured, names)
   print(text)
   if args.update:
     update(args.update, text)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lapsrn_jax import evaluate
+import lapsrn_jax
+from conftest import require_file
+from lapsrn_jax import evaluate, loading
 from lapsrn_jax.imresize import imresize
 
 # The CMS-LapSRN poster, Table 1, Bicubic row (PSNR / SSIM); the protocol:
@@ -298,6 +300,46 @@ def test_resume_refuses_a_journal_of_another_run_and_a_plain_run_replaces_it(
   assert evaluate.main(["--model", "bicubic", "--hr-dir", str(tiny_set), "--scales", "2",
                         "--output", str(out), "--no-progress"]) == 0
   assert len(calls) == 2 and out.exists() and not journal.exists()  # started over
+
+
+def test_resume_refuses_a_journal_of_other_weights_under_the_same_model_name(
+    tiny_set, tmp_path, monkeypatch, capsys):
+  """A checkpoint trained again in the same workdir keeps its name (`ours:run@5000`); its journal
+  must not lend the old weights' scores to the new ones."""
+  out, journal = tmp_path / "r.json", tmp_path / "r.json.journal.jsonl"
+  def model_with(weights, kill_at=None):
+    calls = []
+    def upscale(lr, scale):
+      calls.append(1)
+      if len(calls) == kill_at:
+        raise KeyboardInterrupt
+      return evaluate.bicubic(lr, scale)
+    monkeypatch.setattr(evaluate, "model_from_spec", lambda spec, weights_dir=None:
+                        evaluate.Model("ours:run@5000", upscale, weights=weights))
+    return calls
+  args = ["--model", "workdir", "--hr-dir", str(tiny_set), "--scales", "2", "--output", str(out),
+          "--no-progress"]
+  model_with("sha256:aaaaaaaaaaaaaaaa", kill_at=2)
+  with pytest.raises(KeyboardInterrupt):
+    evaluate.main(args)
+  before = journal.read_text()
+  model_with("sha256:bbbbbbbbbbbbbbbb")
+  assert evaluate.main([*args, "--resume"]) == 2
+  err = capsys.readouterr().err
+  assert "other weights under the same model names" in err and "sha256:aaaaaaaaaaaaaaaa" in err
+  assert journal.read_text() == before and not out.exists()
+  calls = model_with("sha256:aaaaaaaaaaaaaaaa")  # the same weights resume
+  assert evaluate.main([*args, "--resume"]) == 0 and len(calls) == 1
+  results = json.loads(out.read_text())["results"]
+  assert [r["weights"] for r in results] == ["sha256:aaaaaaaaaaaaaaaa"]
+
+
+def test_a_loaded_model_records_its_weights_fingerprint_and_bicubic_none(weights_dir):
+  require_file(weights_dir, "MSLapSRN_D5R8.mat")
+  model = evaluate.model_from_spec("official:MSLapSRN_D5R8", weights_dir=weights_dir)
+  params = lapsrn_jax.load_model("official:MSLapSRN_D5R8", weights_dir=weights_dir)[1]
+  assert model.weights == loading.params_fingerprint(params)
+  assert evaluate.model_from_spec("bicubic").weights is None
 
 
 def test_resume_needs_output(tiny_set, capsys):

@@ -83,6 +83,32 @@ def test_workdir_checkpoints_folder_and_one_checkpoint_load_the_trained_params_a
     assert loading.resolve_model(tmp_path / spec)[2] == "ours:run@3"
 
 
+def test_the_fingerprint_names_the_weights_not_the_way_they_were_loaded(tmp_path):
+  overrides = {"depth": 1, "recursions": 1, "features": 4}
+  model = create_model("ms_lapsrn", **overrides)
+  params = jax.tree.map(np.asarray,
+                        model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32),
+                                   scale=2)["params"])
+  _write_workdir(tmp_path / "run", "ms_lapsrn", overrides, params)
+  restored = loading.load_model(tmp_path / "run")[1]
+  fingerprint = loading.params_fingerprint(params)
+  assert fingerprint.startswith("sha256:") and len(fingerprint) == len("sha256:") + 16
+  assert loading.params_fingerprint(restored) == fingerprint  # restored from the checkpoint
+  assert loading.params_fingerprint(jax.tree.map(jax.numpy.asarray, params)) == fingerprint
+  reordered = dict(reversed(list(params.items())))
+  assert list(reordered) != list(params) and loading.params_fingerprint(reordered) == fingerprint
+  # One bit of one parameter, a dtype, or a name changes it.
+  leaves, treedef = jax.tree.flatten(params)
+  flipped = leaves[-1].copy()
+  flipped.reshape(-1).view(np.uint32)[0] ^= 1
+  assert loading.params_fingerprint(jax.tree.unflatten(treedef, [*leaves[:-1], flipped])) != (
+      fingerprint)
+  as64 = jax.tree.map(lambda x: x.astype(np.float64), params)
+  assert loading.params_fingerprint(as64) != fingerprint
+  renamed = {("x" + k): v for k, v in params.items()}
+  assert loading.params_fingerprint(renamed) != fingerprint
+
+
 @pytest.mark.parametrize("spec, message", [
     ("bicubik", "unknown model 'bicubik'"),
     ("", "unknown model ''"),

@@ -85,6 +85,26 @@ def test_results_table_takes_rows_from_a_folder_and_updates_a_file_in_place(tmp_
   assert "| CMS-LapSRN (3rd conv), ours: cms_conv3_cpu@6000 | 2x |" in printed  # which checkpoint
 
 
+def test_results_table_refuses_a_row_whose_files_scored_different_weights_under_one_name(
+    tmp_path):
+  rt = _script("results_table")
+  def write(name, set_name, weights=None):
+    result = {"model": "ours:cms_conv3_cpu@5000", "set": set_name, "scale": 2, "psnr": 37.0,
+              "ssim": 0.9, **({"weights": weights} if weights else {})}
+    (tmp_path / name).write_text(json.dumps({"results": [result]}))
+    return str(tmp_path / name)
+  old = write("cms_cpu_conv3_set5.json", "Set5")  # written before fingerprints: not compared
+  a = write("cms_cpu_conv3_set14.json", "Set14", "sha256:aaaaaaaaaaaaaaaa")
+  b = write("cms_cpu_conv3_urban100.json", "Urban100", "sha256:aaaaaaaaaaaaaaaa")
+  assert rt.model_names(",".join([old, a, b])) == ["ours:cms_conv3_cpu@5000"]
+  c = write("cms_cpu_conv3_manga109.json", "Manga109", "sha256:bbbbbbbbbbbbbbbb")
+  with pytest.raises(ValueError, match="sha256:aaaaaaaaaaaaaaaa in .*set14.json but "
+                                       "sha256:bbbbbbbbbbbbbbbb in .*manga109.json"):
+    rt.model_names(",".join([old, a, b, c]))
+  with pytest.raises(SystemExit, match="one row must come from one checkpoint"):
+    rt.main(["--from-dir", str(tmp_path)])
+
+
 def test_results_table_shows_not_run_for_a_row_without_json():
   table = _script("results_table").table({"bicubic": {("Set5", 2): (33.69, 0.9307)}})
   row = next(line for line in table.splitlines() if line.startswith("| Bicubic | 2x"))
@@ -248,7 +268,11 @@ def test_crops_figure_box_is_where_the_last_model_beats_the_chosen_panel(tmp_pat
   out = tmp_path / "fig" / "crops.png"
   crops.main(["--image", str(image), "--scale", "2", "--model", "bicubic", "--versus", "1",
               "--size", "16", "--out", str(out)])
-  assert out.is_file() and "bicubic" in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert out.is_file()
+  # Each panel's PSNR on the whole image and on the crop, and where the crop is.
+  assert re.search(r"bicubic \d+\.\d\d dB \(crop \d+\.\d\d dB\); crop 16 px at \(\d+, \d+\)",
+                   printed), printed
   with pytest.raises(SystemExit):
     crops.main(["--image", str(image), "--model", "bicubic", "--versus", "2", "--out", str(out)])
 
