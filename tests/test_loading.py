@@ -68,14 +68,20 @@ def _write_workdir(path: pathlib.Path, name: str, overrides: dict, params) -> No
   manager.close()
 
 
-def test_workdir_checkpoints_folder_and_one_checkpoint_load_the_trained_params_and_name_the_step(
-    tmp_path):
+def _tiny_run(path: pathlib.Path):
+  """`(model, params)` of a 4-feature MS-LapSRN, saved as the workdir `path` (step 3)."""
   overrides = {"depth": 1, "recursions": 1, "features": 4}
   model = create_model("ms_lapsrn", **overrides)
   params = jax.tree.map(np.asarray,
                         model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32),
                                    scale=2)["params"])
-  _write_workdir(tmp_path / "run", "ms_lapsrn", overrides, params)
+  _write_workdir(path, "ms_lapsrn", overrides, params)
+  return model, params
+
+
+def test_workdir_checkpoints_folder_and_one_checkpoint_load_the_trained_params_and_name_the_step(
+    tmp_path):
+  model, params = _tiny_run(tmp_path / "run")
   for spec in ("run", "run/checkpoints", "run/checkpoints/3"):
     got_model, got_params = loading.load_model(tmp_path / spec)
     assert got_model == model
@@ -84,12 +90,7 @@ def test_workdir_checkpoints_folder_and_one_checkpoint_load_the_trained_params_a
 
 
 def test_the_fingerprint_names_the_weights_not_the_way_they_were_loaded(tmp_path):
-  overrides = {"depth": 1, "recursions": 1, "features": 4}
-  model = create_model("ms_lapsrn", **overrides)
-  params = jax.tree.map(np.asarray,
-                        model.init(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32),
-                                   scale=2)["params"])
-  _write_workdir(tmp_path / "run", "ms_lapsrn", overrides, params)
+  _, params = _tiny_run(tmp_path / "run")
   restored = loading.load_model(tmp_path / "run")[1]
   fingerprint = loading.params_fingerprint(params)
   assert fingerprint.startswith("sha256:") and len(fingerprint) == len("sha256:") + 16
