@@ -6,18 +6,25 @@
 # the git-ignored run folder), and evaluates every row on the five test sets
 # (scripts/evaluate_sets.sh): per-set JSON in OUT_DIR, e.g. cms_cpu_conv3_urban100.json.
 # Stopped at any moment, the same command goes on where it stopped (finished trainings and sets
-# are skipped, an unfinished set resumes at its first unscored image).
+# are skipped, an unfinished set resumes at its first unscored image). A tie whose Set5 JSON is
+# already in OUT_DIR is scored on Set5 again after its training: if its run folder was lost and
+# the tie trained again, and the new checkpoint does not reproduce every Set5 PSNR bit for bit
+# (scripts/per_image_gains.py --same), all of the tie's JSON and journals move to
+# OUT_DIR/superseded/<UTC time>/ and every set is scored again, so no row mixes two checkpoints.
 #
 #   usage: scripts/cpu_table1.sh [RUNS_DIR [OUT_DIR]]     (default workdirs, results/evaluate)
 #          from the repository root (the configs are named relative to it)
 #   env:   LAPSRN_DATA_DIR (Set5 ... Manga109 and the training sets), LAPSRN_WEIGHTS_DIR,
 #          BUDGET_HOURS (3), CORES (2), TIES ("3 1 5": the order they are trained and evaluated in),
-#          CURVES_DIR (OUT_DIR/../cpu_recipe)
+#          CURVES_DIR (OUT_DIR/../cpu_recipe), STEPS (unset: train for the budget; N: stop at step N,
+#          within the budget, e.g. to re-create a scored checkpoint whose run folder was lost:
+#          TIES=3 STEPS=5000 BUDGET_HOURS=3.5 re-creates `cms_conv3_cpu@5000`, checked as below)
 #   time:  on 2 cores, 3 h of training per tie, then ~1.5 h (Urban100) + ~3.5 h (Manga109) of
 #          evaluation per model; Set5 + Set14 + BSDS100 ~10 min per model.
 set -eu
 runs=${1:-workdirs} out=${2:-results/evaluate}
 budget=${BUDGET_HOURS:-3} cores=${CORES:-2} ties=${TIES:-3 1 5}
+steps=${STEPS:+--config.train.num_steps=$STEPS}
 python=${PYTHON:-python3}
 curves=${CURVES_DIR:-$(dirname "$out")/cpu_recipe}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,10 +32,22 @@ small=Set5,Set14,BSDS100 large=Urban100,Manga109
 for tie in $ties; do
   "$python" "$here/cpu_budget_train.py" --config "configs/cms_lapsrn_d5r8_conv$tie.py:cpu" \
     --workdir "$runs/cms_conv${tie}_cpu" --budget-hours "$budget" --cores "$cores" \
-    --config.train.progress_bar=False
+    --config.train.progress_bar=False $steps
   mkdir -p "$curves"
   "$python" "$here/cpu_budget_train.py" --workdir "$runs/cms_conv${tie}_cpu" --report \
     --json "$curves/conv$tie.json"
+  if [ -e "$out/cms_cpu_conv${tie}_set5.json" ]; then
+    again=$(mktemp -d)
+    PYTHON=$python "$here/evaluate_sets.sh" Set5 "$again" "cms_cpu_conv$tie=$runs/cms_conv${tie}_cpu"
+    if ! "$python" "$here/per_image_gains.py" --same "$out/cms_cpu_conv${tie}_set5.json" \
+        "$again/cms_cpu_conv${tie}_set5.json"; then
+      old="$out/superseded/$(date -u +%Y%m%dT%H%M%SZ)"
+      mkdir -p "$old"
+      mv "$out"/cms_cpu_conv"$tie"_* "$old"/
+      echo "cms_cpu_conv$tie: another checkpoint than the one scored; its results moved to $old"
+    fi
+    rm -rf "$again"
+  fi
   PYTHON=$python "$here/evaluate_sets.sh" "$small" "$out" "cms_cpu_conv$tie=$runs/cms_conv${tie}_cpu"
 done
 PYTHON=$python "$here/evaluate_sets.sh" "$large" "$out"  # the official rows

@@ -8,6 +8,10 @@ going, its `.journal.jsonl` (the images scored so far). Only images scored in bo
 per (set, scale). Prints, per set and scale, how many images B beats A on, the mean and median of
 B - A (dB), and the `--top` images with the largest gain and the largest loss: the candidates for
 a crops figure (`scripts/make_crops_figure.py`).
+
+`--same` asks instead whether B reproduces A: exit status 0 when B scores every image of A with the
+bit-identical PSNR (a checkpoint trained again, or the same one scored again), else 1, naming the
+differences (`scripts/cpu_table1.sh` uses it on a tie whose run folder was lost and retrained).
 """
 
 import argparse
@@ -53,15 +57,37 @@ def gains(a: dict, b: dict, scale: int | None = None, top: int = 5) -> str:
   return "\n".join(lines) if lines else "no image is scored in both at that scale"
 
 
-def main(argv=None) -> None:
+def differences(a: dict, b: dict) -> list:
+  """Lines naming every image of `a` that `b` does not score, or scores with another PSNR."""
+  out = []
+  for key in sorted(a):
+    for name, psnr in sorted(a[key].items()):
+      other = b.get(key, {}).get(name)
+      if other != psnr:
+        out.append(f"{key[0]} x{key[1]} {name}: {psnr!r} in A, "
+                   + ("not scored in B" if other is None else f"{other!r} in B"))
+  return out
+
+
+def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("a", help="evaluate JSON (or .journal.jsonl) of model A, the reference")
   p.add_argument("b", help="evaluate JSON (or .journal.jsonl) of model B")
   p.add_argument("--scale", type=int, help="only this scale (default: every scale)")
   p.add_argument("--top", type=int, default=5, help="images listed per direction")
+  p.add_argument("--same", action="store_true",
+                 help="exit 1 unless B scores every image of A with the identical PSNR")
   args = p.parse_args(argv)
-  print(gains(per_image(args.a), per_image(args.b), args.scale, args.top))
+  a, b = per_image(args.a), per_image(args.b)
+  if args.same:
+    diff = differences(a, b)
+    count = sum(len(v) for v in a.values())
+    print(f"B reproduces A: {count} images, every PSNR identical" if not diff else
+          f"B differs from A on {len(diff)} of {count} images:\n  " + "\n  ".join(diff[:10]))
+    return 1 if diff else 0
+  print(gains(a, b, args.scale, args.top))
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  raise SystemExit(main())

@@ -299,6 +299,23 @@ def test_per_image_gains_compares_images_scored_by_both_from_json_and_journal(tm
   assert gains.gains(gains.per_image(a), gains.per_image(b), scale=8).startswith("no image")
 
 
+def test_per_image_gains_same_accepts_only_identical_psnrs_of_every_image(tmp_path, capsys):
+  gains = _script("per_image_gains")
+  def write(name, images):
+    (tmp_path / name).write_text(json.dumps({"results": [
+        {"set": "S", "scale": 2, "psnr": 0, "images": [
+            {"name": n, "psnr": p} for n, p in images.items()]}]}))
+    return str(tmp_path / name)
+  a = write("a.json", {"i1": 30.123456789, "i2": 20.0})
+  assert gains.main([a, write("same.json", {"i1": 30.123456789, "i2": 20.0, "i3": 1.0}),
+                     "--same"]) == 0
+  assert "every PSNR identical" in capsys.readouterr().out
+  assert gains.main([a, write("off.json", {"i1": 30.123456788, "i2": 20.0}), "--same"]) == 1
+  assert "S x2 i1: 30.123456789 in A, 30.123456788 in B" in capsys.readouterr().out
+  assert gains.main([a, write("short.json", {"i1": 30.123456789}), "--same"]) == 1
+  assert "i2: 20.0 in A, not scored in B" in capsys.readouterr().out
+
+
 def test_evaluate_sets_writes_one_json_per_row_and_set_and_skips_finished_ones(tmp_path):
   import subprocess
   import sys
@@ -319,3 +336,63 @@ def test_evaluate_sets_writes_one_json_per_row_and_set_and_skips_finished_ones(t
   assert "running" not in again and again.count("done: ") == 2
   bad = subprocess.run(cmd[:-1] + ["bicubic"], env=env, capture_output=True, text=True)
   assert bad.returncode == 2 and "TAG=MODEL" in bad.stderr
+
+
+_STUB_PYTHON = '''#!{python}
+"""Stands in for python in scripts/cpu_table1.sh: training only logs its arguments to $STUB_LOG,
+evaluate writes a result whose every PSNR is $STUB_PSNR, anything else runs for real."""
+import json, os, pathlib, sys
+args = sys.argv[1:]
+if args[0].endswith("cpu_budget_train.py"):
+  with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(" ".join(args[1:]) + "\\n")
+  sys.exit(0)
+if args[:2] == ["-m", "lapsrn_jax.evaluate"]:
+  psnr, name = float(os.environ["STUB_PSNR"]), args[args.index("--sets") + 1]
+  pathlib.Path(args[args.index("--output") + 1]).write_text(json.dumps({"results": [
+      {"model": "m", "set": name, "scale": 2, "psnr": psnr, "ssim": 0.9,
+       "images": [{"name": "im", "psnr": psnr, "ssim": 0.9}]}]}))
+  sys.exit(0)
+os.execv(sys.executable, [sys.executable, *args])
+'''
+
+
+def test_cpu_table1_moves_aside_the_results_of_a_tie_trained_again_into_another_checkpoint(
+    tmp_path):
+  import subprocess
+  import sys
+  stub = tmp_path / "python"
+  stub.write_text(_STUB_PYTHON.replace("{python}", sys.executable))
+  stub.chmod(0o755)
+  out = tmp_path / "results" / "evaluate"
+  out.mkdir(parents=True)
+  cmd = ["bash", str(ROOT / "scripts" / "cpu_table1.sh"), str(tmp_path / "runs"), str(out)]
+  log = tmp_path / "train.log"
+  env = {**os.environ, "PYTHON": str(stub), "TIES": "3", "LAPSRN_DATA_DIR": str(tmp_path),
+         "STUB_LOG": str(log)}
+  scored = lambda name: json.loads((out / name).read_text())["results"][0]["psnr"]
+
+  subprocess.run(cmd, env={**env, "STUB_PSNR": "37.5"}, check=True, capture_output=True)
+  assert scored("cms_cpu_conv3_set5.json") == scored("cms_cpu_conv3_manga109.json") == 37.5
+  train, report = log.read_text().splitlines()
+  assert "--workdir " + str(tmp_path / "runs" / "cms_conv3_cpu") in train
+  assert "--budget-hours 3 " in train and "num_steps" not in train
+  curve = tmp_path / "results" / "cpu_recipe" / "conv3.json"  # next to OUT_DIR
+  assert report.endswith(f"--report --json {curve}")
+  # The same checkpoint again (its run folder kept, or retrained bit for bit): nothing moves.
+  subprocess.run(cmd, env={**env, "STUB_PSNR": "37.5", "STEPS": "5000"}, check=True,
+                 capture_output=True)
+  assert log.read_text().splitlines()[2].endswith(" --config.train.num_steps=5000")
+  assert not (out / "superseded").exists()
+  # Its run folder lost, the tie trained again into other weights: every set is scored again.
+  (out / "cms_cpu_conv3_manga109.json").rename(out / "cms_cpu_conv3_manga109.json.part")
+  run = subprocess.run(cmd, env={**env, "STUB_PSNR": "37.4"}, check=True, capture_output=True,
+                       text=True)
+  assert "another checkpoint than the one scored" in run.stdout
+  (moved,) = (out / "superseded").iterdir()
+  assert sorted(p.name for p in moved.iterdir()) == [
+      "cms_cpu_conv3_bsds100.json", "cms_cpu_conv3_manga109.json.part", "cms_cpu_conv3_set14.json",
+      "cms_cpu_conv3_set5.json", "cms_cpu_conv3_urban100.json"]
+  for name in ("set5", "set14", "bsds100", "urban100", "manga109"):
+    assert scored(f"cms_cpu_conv3_{name}.json") == 37.4
+  assert scored("ms_d5r8_urban100.json") == 37.5  # the other rows stay
