@@ -14,7 +14,7 @@ and average over the set. Prints a Markdown table (rows = scale x model, columns
      "failed_images": <distinct image files that failed for some model or scale>}
 
 `weights` (absent for bicubic) is the scored params' fingerprint, `sha256:<16 hex>`
-(`loading.params_fingerprint`): two results of the same `model` name come from the same weights
+(`inference.params_fingerprint`): two results of the same `model` name come from the same weights
 exactly when it is equal. `name` is the file's stem, or its full name when several files of the
 set share the stem (`baby.png`, `baby.jpg`); saved images and JSON entries stay distinct.
 
@@ -63,8 +63,8 @@ from tqdm import tqdm
 from lapsrn_jax import images as images_lib
 from lapsrn_jax import metrics
 from lapsrn_jax.imresize import imresize
-from lapsrn_jax.inference import downscale, super_resolve
-from lapsrn_jax.loading import params_fingerprint, resolve_model
+from lapsrn_jax.inference import downscale, params_fingerprint, super_resolve
+from lapsrn_jax.loading import resolve_model
 
 __all__ = ["Journal", "Model", "count_failed_images", "evaluate_model", "main", "markdown_table",
            "model_from_spec", "resolve_sets"]
@@ -77,7 +77,7 @@ PSNR_CAP = 100.0  # dB: an infinite PSNR (exact reconstruction) is reported as t
 class Model:
   """A named upscaler: `upscale(lr, scale)` maps an LR image (float64 in [0, 1], `[h, w]` or
   `[h, w, 3]`) to the SR image `[scale*h, scale*w(, 3)]` (float in [0, 1] or uint8). `weights`
-  is the fingerprint of its params (`loading.params_fingerprint`), None for a model without
+  is the fingerprint of its params (`inference.params_fingerprint`), None for a model without
   weights (bicubic)."""
   name: str
   upscale: Upscaler

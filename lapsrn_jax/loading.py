@@ -11,23 +11,18 @@ Specs (what `--model` of `evaluate` / `upscale` and `init_from` of a training co
 
 `resolve_model(spec)` also names what it loaded: `official:<stem>` for official weights and
 `.mat` files, `ours:<workdir name>@<step>` for a training run (the checkpoint actually restored,
-so a result can say which one it came from). `params_fingerprint(params)` names the weights
-themselves: two checkpoints with the same name (a run trained again in the same folder) differ in it
-unless their every parameter is bit-identical.
+so a result can say which one it came from; `inference.params_fingerprint` names the weights
+themselves).
 
 The module is built from what the file or workdir says (LapSRN levels and depth, MS-LapSRN depth
 and recursions, the trained config); params are numpy arrays in host memory. Every failure is a
 `ModelLoadError` (a `ValueError`) whose message starts with the spec.
 """
 
-import hashlib
 import os
 import pathlib
 
-import jax
-import numpy as np
-
-__all__ = ["OFFICIAL", "ModelLoadError", "load_model", "params_fingerprint", "resolve_model"]
+__all__ = ["OFFICIAL", "ModelLoadError", "load_model", "resolve_model"]
 
 OFFICIAL = "official:"
 _SPECS = (f"{OFFICIAL}<stem> (e.g. {OFFICIAL}MSLapSRN_D5R8), a .mat file, or a training workdir "
@@ -85,20 +80,6 @@ def resolve_model(spec: str | os.PathLike, *, weights_dir: str | os.PathLike | N
   except (ValueError, KeyError) as err:
     raise ModelLoadError(f"cannot load model {text!r}: {err}") from err
   raise ModelLoadError(f"unknown model {text!r}: use {_SPECS}")
-
-
-def params_fingerprint(params) -> str:
-  """`"sha256:<16 hex>"` of a params pytree: every leaf's path, dtype, shape and bytes (C order,
-  little-endian), in sorted path order. Equal exactly when the trees are bit-identical (up to a
-  hash collision); independent of how the tree was loaded (numpy or jax arrays, dict order)."""
-  digest = hashlib.sha256()
-  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-  for path, leaf in sorted(((jax.tree_util.keystr(p), v) for p, v in leaves), key=lambda e: e[0]):
-    array = np.ascontiguousarray(np.asarray(leaf))
-    array = array.astype(array.dtype.newbyteorder("<"), copy=False)
-    digest.update(f"{path}|{array.dtype.str}|{array.shape}\n".encode())
-    digest.update(array.tobytes())
-  return "sha256:" + digest.hexdigest()[:16]
 
 
 def _official_file(stem: str, weights_dir, download: bool) -> pathlib.Path:

@@ -8,7 +8,7 @@ from PIL import Image
 
 import lapsrn_jax
 from conftest import require_file
-from lapsrn_jax import evaluate, loading
+from lapsrn_jax import evaluate, inference
 from lapsrn_jax.imresize import imresize
 
 # The CMS-LapSRN poster, Table 1, Bicubic row (PSNR / SSIM); the protocol:
@@ -338,7 +338,7 @@ def test_a_loaded_model_records_its_weights_fingerprint_and_bicubic_none(weights
   require_file(weights_dir, "MSLapSRN_D5R8.mat")
   model = evaluate.model_from_spec("official:MSLapSRN_D5R8", weights_dir=weights_dir)
   params = lapsrn_jax.load_model("official:MSLapSRN_D5R8", weights_dir=weights_dir)[1]
-  assert model.weights == loading.params_fingerprint(params)
+  assert model.weights == inference.params_fingerprint(params)
   assert evaluate.model_from_spec("bicubic").weights is None
 
 

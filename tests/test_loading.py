@@ -14,7 +14,7 @@ import pytest
 
 import lapsrn_jax
 from conftest import require_file
-from lapsrn_jax import loading, upscale
+from lapsrn_jax import inference, loading, upscale
 from lapsrn_jax.models import CMSLapSRN, MSLapSRN, create_model
 from lapsrn_jax.weights import load_official
 
@@ -92,22 +92,22 @@ def test_workdir_checkpoints_folder_and_one_checkpoint_load_the_trained_params_a
 def test_the_fingerprint_names_the_weights_not_the_way_they_were_loaded(tmp_path):
   _, params = _tiny_run(tmp_path / "run")
   restored = loading.load_model(tmp_path / "run")[1]
-  fingerprint = loading.params_fingerprint(params)
+  fingerprint = inference.params_fingerprint(params)
   assert fingerprint.startswith("sha256:") and len(fingerprint) == len("sha256:") + 16
-  assert loading.params_fingerprint(restored) == fingerprint  # restored from the checkpoint
-  assert loading.params_fingerprint(jax.tree.map(jax.numpy.asarray, params)) == fingerprint
+  assert inference.params_fingerprint(restored) == fingerprint  # restored from the checkpoint
+  assert inference.params_fingerprint(jax.tree.map(jax.numpy.asarray, params)) == fingerprint
   reordered = dict(reversed(list(params.items())))
-  assert list(reordered) != list(params) and loading.params_fingerprint(reordered) == fingerprint
+  assert list(reordered) != list(params) and inference.params_fingerprint(reordered) == fingerprint
   # One bit of one parameter, a dtype, or a name changes it.
   leaves, treedef = jax.tree.flatten(params)
   flipped = leaves[-1].copy()
   flipped.reshape(-1).view(np.uint32)[0] ^= 1
-  assert loading.params_fingerprint(jax.tree.unflatten(treedef, [*leaves[:-1], flipped])) != (
+  assert inference.params_fingerprint(jax.tree.unflatten(treedef, [*leaves[:-1], flipped])) != (
       fingerprint)
   as64 = jax.tree.map(lambda x: x.astype(np.float64), params)
-  assert loading.params_fingerprint(as64) != fingerprint
+  assert inference.params_fingerprint(as64) != fingerprint
   renamed = {("x" + k): v for k, v in params.items()}
-  assert loading.params_fingerprint(renamed) != fingerprint
+  assert inference.params_fingerprint(renamed) != fingerprint
 
 
 @pytest.mark.parametrize("spec, message", [
