@@ -19,7 +19,7 @@
 #          CURVES_DIR (OUT_DIR/../cpu_recipe), STEPS (unset: train for the budget; N: stop at step N,
 #          within the budget, e.g. to re-create a scored checkpoint whose run folder was lost:
 #          TIES=3 STEPS=5000 BUDGET_HOURS=3.5 re-creates `cms_conv3_cpu@5000`, checked as below)
-#   time:  on the idle 2-core EPYC, ~3 h of training per tie to step 5,000 (5.1 CPU-hours), then
+#   time:  on the idle 2-core EPYC, ~3.5 h of training per tie to step 5,000 (5.1 CPU-hours), then
 #          per model Set5 + Set14 + BSDS100 ~10 min and Manga109 ~40 min (6-8 s per image and
 #          scale); Urban100 took 1.8 h beside another training at nice 19.
 set -eu
