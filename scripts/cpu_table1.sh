@@ -18,7 +18,9 @@
 #          BUDGET_HOURS (3), CORES (2), TIES ("3 1 5": the order they are trained and evaluated in),
 #          CURVES_DIR (OUT_DIR/../cpu_recipe), STEPS (unset: train for the budget; N: stop at step N,
 #          within the budget, e.g. to re-create a scored checkpoint whose run folder was lost:
-#          TIES=3 STEPS=5000 BUDGET_HOURS=3.5 re-creates `cms_conv3_cpu@5000`, checked as below)
+#          TIES=3 STEPS=5000 BUDGET_HOURS=3.5 re-creates `cms_conv3_cpu@5000`, checked as below),
+#          TRAIN_FLAGS (more `--config.*` flags for the training, e.g. `--config.eval.every=0
+#          --config.eval.at_start=False`: validate only at the end; the weights do not change)
 #   time:  on the idle 2-core EPYC, ~3.5 h of training per tie to step 5,000 (5.1 CPU-hours), then
 #          per model Set5 + Set14 + BSDS100 ~10 min and Manga109 ~40 min (6-8 s per image and
 #          scale); Urban100 took 1.8 h beside another training at nice 19.
@@ -33,7 +35,7 @@ small=Set5,Set14,BSDS100 large=Urban100,Manga109
 for tie in $ties; do
   "$python" "$here/cpu_budget_train.py" --config "configs/cms_lapsrn_d5r8_conv$tie.py:cpu" \
     --workdir "$runs/cms_conv${tie}_cpu" --budget-hours "$budget" --cores "$cores" \
-    --config.train.progress_bar=False $steps
+    --config.train.progress_bar=False $steps ${TRAIN_FLAGS:-}
   mkdir -p "$curves"
   "$python" "$here/cpu_budget_train.py" --workdir "$runs/cms_conv${tie}_cpu" --report \
     --json "$curves/conv$tie.json"
