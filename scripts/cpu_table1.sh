@@ -21,7 +21,10 @@
 #          TIES=3 STEPS=5000 BUDGET_HOURS=3.5 re-creates `cms_conv3_cpu@5000`, checked as below),
 #          TRAIN_FLAGS (more `--config.*` flags for the training, e.g. `--config.eval.every=0
 #          --config.eval.at_start=False`: validate only at the end; the weights do not change)
-#   time:  on the idle 2-core EPYC, ~3.5 h of training per tie to step 5,000 (5.1 CPU-hours), then
+#   Table 1's CMS rows: TIES=5 (then 3, then 1) STEPS=2500 TRAIN_FLAGS="--config.eval.every=0
+#          --config.eval.at_start=False": a training that fits one working session (RESULTS.md)
+#   time:  on the idle 2-core EPYC, ~3.5 h of training per tie to step 5,000 (5.1 CPU-hours;
+#          to step 2,500 without validations ~1.8 h: stage 1 8 min, ~2.5 s a step), then
 #          per model Set5 + Set14 + BSDS100 ~10 min and Manga109 ~40 min (6-8 s per image and
 #          scale); Urban100 took 1.8 h beside another training at nice 19.
 set -eu
