@@ -25,7 +25,7 @@
 #          --config.eval.at_start=False": a training that fits one working session (RESULTS.md)
 #   time:  on the idle 2-core EPYC, ~3.5 h of training per tie to step 5,000 (5.1 CPU-hours;
 #          to step 2,500 without validations ~1.8 h: stage 1 8 min, ~2.5 s a step), then
-#          per model Set5 + Set14 + BSDS100 ~10 min and Manga109 ~40 min (6-8 s per image and
+#          per model Set5 + Set14 + BSDS100 ~10 min and Manga109 ~50 min (8-11 s per image and
 #          scale); Urban100 ~33 min alone (1.8 h beside another training at nice 19).
 set -eu
 runs=${1:-workdirs} out=${2:-results/evaluate}
