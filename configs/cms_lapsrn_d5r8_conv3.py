@@ -10,6 +10,10 @@
         --workdir runs/cms_conv3_pad0
     python -m lapsrn_jax.train --config configs/cms_lapsrn_d5r8_conv3.py:scratch \
         --workdir runs/cms_conv3_scratch
+    # the CPU recipe (`:cpu`: 8 patches of 64² a step), as Table 1's CMS rows use it (step 2,500)
+    python scripts/cpu_budget_train.py --config configs/cms_lapsrn_d5r8_conv3.py:cpu \
+        --workdir workdirs/cms_conv3_cpu --budget-hours 3 --cores 2 \
+        --config.train.num_steps=2500 --config.eval.every=0 --config.eval.at_start=False
 
 Starts from the official MS-LapSRN D5R8 weights converted for CMS-LapSRN (upconv kernel dropped,
 the upsampler reads conv3's kernel; 185,938 parameters), fits the tied upsampler to the old
@@ -26,6 +30,8 @@ Set5 / Set14 / BSDS100 table is in RESULTS.md.
 Run time: 62 ms per step on one H200 (8 data workers), 67 ms on one H100 (3 workers), each with
 the GPU to itself; stage 1 and compilation take about a minute. On the 2-core CPU an
 official-batch step takes about 20 s (benchmarks/RESULTS.md).
+`:cpu` to step 2,500 on a 2-core AMD EPYC: validation 31.27 / 26.65 / 23.86 dB at 2x / 4x / 8x in
+1.86 h (2.84 CPU-hours; 2026-12-08): stage 1 8 min, then ~2.5 s a step; Table 1 in RESULTS.md.
 """
 
 from lapsrn_jax.training.config import cms_finetune_config
