@@ -29,8 +29,9 @@ table is in RESULTS.md.
 Run time: 67 ms per step on one H100 with the GPU to itself (2026-11-26); stage 1 and compilation
 take about a minute. On the 2-core CPU an official-batch step takes about 20 s (measured for
 conv3, which has the same shapes: benchmarks/RESULTS.md).
-`:cpu` on a 2-core AMD EPYC: stage 1 8 min, then ~2.5 s a step (step 2,500 in ~1.9 h);
-its step-5,000 checkpoint scores within 0.1 dB of conv3's (Table 1 in RESULTS.md).
+`:cpu` to step 2,500 on a 2-core AMD EPYC: validation 31.25 / 26.58 / 23.82 dB at 2x / 4x / 8x in
+1.8 h (2.77 CPU-hours; 2026-12-08, stopped once and resumed): stage 1 8 min, then ~2.5 s a step;
+Table 1 in RESULTS.md.
 """
 
 from lapsrn_jax.training.config import cms_finetune_config
